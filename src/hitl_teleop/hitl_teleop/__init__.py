@@ -1,0 +1,1 @@
+"""Human-in-the-loop teleoperation and intervention for the VLAC RL loop."""

@@ -1,0 +1,1 @@
+"""VLAC policy (actor) node: delta end-effector actions from images, state and task."""

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Idempotent set-up of the no-ROS world: a .venv with the pinned ROS 2 Jazzy wheels and every
+# Python dependency, the wheels' CMake paths fixed, the CMake packages (interfaces, bringup)
+# built and installed into the venv, and every Python package installed editable.
+#
+# Each step is skipped when a hash of its inputs matches the stamp it left last time, so a
+# second run on an unchanged tree takes a few seconds. Usage: tools/setup_venv.sh [VENV]
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+venv=${1:-$root/.venv}
+python=${PYTHON:-python3.11}
+stamps=$venv/.vlac-stamps
+build=$root/build/venv
+cd "$root"
+
+log() { printf '[setup] %s\n' "$*"; }
+# pip, quiet; drops the "Location ... is ignored" lines some pip configurations print.
+pip_install() {
+  "$vpy" -m pip install -q --disable-pip-version-check "$@" 2> >(grep -v ' is ignored: ' >&2)
+}
+
+# hash_of FILE_OR_DIR... : one hash over the listed files' paths and contents.
+hash_of() {
+  find "$@" -type f ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 2>/dev/null \
+    | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16
+}
+
+# step NAME HASH : true when the step must run (its stamp is missing or differs).
+step_needed() { [ "$(cat "$stamps/$1" 2>/dev/null)" != "$2" ]; }
+step_done() { mkdir -p "$stamps"; echo "$2" > "$stamps/$1"; }
+
+if [ ! -x "$venv/bin/python" ]; then
+  command -v "$python" >/dev/null || { echo "setup: $python not found (need CPython 3.11)" >&2; exit 1; }
+  log "creating $venv"
+  "$python" -m venv "$venv"
+fi
+vpy=$venv/bin/python
+"$vpy" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
+  || { echo "setup: $venv is not Python 3.11 (the ROS 2 Jazzy wheels are cp311)" >&2; exit 1; }
+
+h=$(hash_of requirements tools/fix_wheel_cmake.py)
+if step_needed deps "$h"; then
+  log 'installing torch==2.13.0 first (CPU build; keeps CUDA wheels out)'
+  pip_install torch==2.13.0
+  log 'installing ROS 2 Jazzy wheels and Python dependencies (pinned)'
+  pip_install -c requirements/constraints.txt \
+    -r requirements/dev.txt -r requirements/ros-jazzy.txt -r requirements/python.txt
+  "$vpy" tools/fix_wheel_cmake.py "$venv"
+  rm -f "$stamps"/cmake-*   # new wheels: rebuild the interfaces against them
+  # The venv is an ament prefix (as install/ is after `source install/setup.bash`): make
+  # ament_index_python find it without any sourcing.
+  site=$("$vpy" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  echo "import os, sys; os.environ.setdefault('AMENT_PREFIX_PATH', sys.prefix)" \
+    > "$site/vlac_ament_prefix.pth"
+  step_done deps "$h"
+fi
+
+# CMake packages (rosidl interfaces, the bringup package) into the venv prefix.
+export AMENT_PREFIX_PATH=$venv
+mkdir -p "$build"
+for pkg_dir in src/vlac_interfaces .; do
+  name=$(sed -n 's:.*<name>\(.*\)</name>.*:\1:p' "$pkg_dir/package.xml" | head -n1)
+  if [ "$pkg_dir" = . ]; then inputs=(package.xml CMakeLists.txt launch config)
+  else inputs=("$pkg_dir"); fi
+  h=$(hash_of "${inputs[@]}")
+  if step_needed "cmake-$name" "$h"; then
+    log "building $name (cmake, install prefix $venv)"
+    rm -rf "$build/$name"
+    cmake -S "$pkg_dir" -B "$build/$name" -DCMAKE_INSTALL_PREFIX="$venv" \
+      -DPython3_EXECUTABLE="$vpy" -DBUILD_TESTING=OFF > "$build.$name.log" 2>&1 \
+      && cmake --build "$build/$name" -j "$(nproc)" >> "$build.$name.log" 2>&1 \
+      && cmake --install "$build/$name" >> "$build.$name.log" 2>&1 \
+      || { tail -n 40 "$build.$name.log" >&2; echo "setup: building $name failed" >&2; exit 1; }
+    step_done "cmake-$name" "$h"
+  fi
+done
+
+# ament_python packages: editable installs; their resource markers and package.xml are linked
+# into the venv's ament index so ament_index_python finds them as on a ROS machine.
+for setup_py in src/*/setup.py; do
+  pkg_dir=$(dirname "$setup_py")
+  name=$(basename "$pkg_dir")
+  h=$(hash_of "$pkg_dir/setup.py" "$pkg_dir/setup.cfg" "$pkg_dir/package.xml")
+  if step_needed "py-$name" "$h"; then
+    log "installing $name (editable)"
+    pip_install --no-deps --no-build-isolation -e "$pkg_dir"
+    mkdir -p "$venv/share/ament_index/resource_index/packages" "$venv/share/$name"
+    ln -sfn "$root/$pkg_dir/resource/$name" \
+      "$venv/share/ament_index/resource_index/packages/$name"
+    ln -sfn "$root/$pkg_dir/package.xml" "$venv/share/$name/package.xml"
+    step_done "py-$name" "$h"
+  fi
+done
+log "ready: $venv"
