@@ -21,7 +21,10 @@ setup(
     license='Apache-2.0',
     tests_require=['pytest'],
     entry_points={
-        'console_scripts': [],
+        'console_scripts': [
+            'message_publisher = vlac_core.testing.message_publisher:main',
+            'vlac_dds_env = vlac_core.dds_env:main',
+        ],
         # The ros_graph fixture for node tests, available to every package's tests.
         'pytest11': ['vlac_ros_graph = vlac_core.testing.pytest_plugin'],
     },

@@ -28,6 +28,29 @@ import yaml
 from vlac_core.testing.dds import DomainLease, loopback_env
 
 
+def is_live(pid: int) -> bool:
+    """Return True if process ``pid`` exists and is not a zombie (Linux /proc)."""
+    try:
+        state = pathlib.Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ('Z', 'X')
+
+
+def _live_group_members(pgid: int) -> list[int]:
+    """Pids of non-zombie processes in process group ``pgid`` (Linux /proc)."""
+    members = []
+    for stat in pathlib.Path('/proc').glob('[0-9]*/stat'):
+        try:
+            fields = stat.read_text().rsplit(')', 1)[1].split()
+        except (OSError, IndexError):
+            continue  # exited while we looked
+        state, pgrp = fields[0], int(fields[2])
+        if pgrp == pgid and state not in ('Z', 'X'):
+            members.append(int(stat.parent.name))
+    return members
+
+
 class NodeProcess:
     """A child process running one or more ROS nodes, with its output in ``log_path``."""
 
@@ -85,19 +108,21 @@ class NodeProcess:
         self._log.close()
         return code
 
-    def group_alive(self) -> bool:
-        """Return True if any process of this child's group still exists."""
-        try:
-            os.killpg(self.popen.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:  # pragma: no cover - group id reused by another user
-            return False
-        return True
+    def group_alive(self, timeout: float = 2.0) -> bool:
+        """Return True if a live (non-zombie) process of this child's group remains.
+
+        Killed grandchildren become zombies until their new parent reaps them, so this polls
+        for up to ``timeout`` s before answering True.
+        """
+        deadline = time.monotonic() + timeout
+        while _live_group_members(self.popen.pid):
+            if time.monotonic() >= deadline:
+                return True
+            time.sleep(0.05)
+        return False
 
     def output(self) -> str:
         """Return everything the process has printed so far."""
-        self._log.flush()
         return self.log_path.read_text(errors='replace')
 
 
