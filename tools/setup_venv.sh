@@ -6,6 +6,7 @@
 # Each step is skipped when a hash of its inputs matches the stamp it left last time, so a
 # second run on an unchanged tree takes a few seconds. Usage: tools/setup_venv.sh [VENV]
 set -euo pipefail
+trap 'echo "setup: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${1:-$root/.venv}
@@ -22,8 +23,8 @@ pip_install() {
 
 # hash_of FILE_OR_DIR... : one hash over the listed files' paths and contents.
 hash_of() {
-  find "$@" -type f ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 2>/dev/null \
-    | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16
+  { find "$@" -type f ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 2>/dev/null || true; } \
+    | sort -z | xargs -0 -r sha256sum | sha256sum | cut -c1-16
 }
 
 # step NAME HASH : true when the step must run (its stamp is missing or differs).
