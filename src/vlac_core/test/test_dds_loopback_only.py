@@ -9,7 +9,6 @@ import time
 
 import pytest
 from std_msgs.msg import String
-
 from vlac_core.ros.qos import LATCHED
 from vlac_core.testing.message_publisher import roundtrip_topic
 
