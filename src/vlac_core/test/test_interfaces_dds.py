@@ -17,7 +17,8 @@ from vlac_interfaces.action import RunEpisode
 from vlac_interfaces.srv import ScorePair
 
 MESSAGE_TYPES = [f'vlac_interfaces/msg/{name}' for name in (
-    'DeltaAction', 'EpisodeResult', 'Observation', 'PolicyVersion', 'ProgressReward',
+    'DeltaAction', 'EpisodeResult', 'GroundTruth', 'Observation', 'PolicyVersion',
+    'ProgressReward',
     'Transition')]
 PEERS = pathlib.Path(__file__).parent / 'peers'
 
