@@ -19,9 +19,16 @@ import math
 from typing import Sequence
 
 import numpy as np
+from vlac_core.config import doc
 
-from vlac_sim.scene import ARM_JOINTS, BASE_FRAME, EE_FRAME, FINGER_JOINTS, MAX_GRIPPER_WIDTH
-from vlac_sim.scene import PandaScene
+from vlac_sim.scene import (
+    ARM_JOINTS,
+    BASE_FRAME,
+    EE_FRAME,
+    FINGER_JOINTS,
+    MAX_GRIPPER_WIDTH,
+    PandaScene,
+)
 
 
 class CommandRejected(ValueError):
@@ -42,13 +49,17 @@ class SafetyLimits:
 
     """
 
-    workspace_min: tuple[float, float, float] = (0.2, -0.45, 0.0)
-    workspace_max: tuple[float, float, float] = (0.85, 0.45, 0.6)
-    max_linear_speed: float = 0.5
-    max_angular_speed: float = 1.5
-    joint_margin: float = 0.01
-    command_timeout: float = 0.25
-    max_command_age: float = 0.5
+    workspace_min: tuple[float, float, float] = field(
+        default=(0.2, -0.45, 0.0), metadata=doc('end-effector workspace box minimum x y z, m'))
+    workspace_max: tuple[float, float, float] = field(
+        default=(0.85, 0.45, 0.6), metadata=doc('end-effector workspace box maximum x y z, m'))
+    max_linear_speed: float = field(default=0.5, metadata=doc('EE speed limit, m/s'))
+    max_angular_speed: float = field(default=1.5, metadata=doc('EE angular speed limit, rad/s'))
+    joint_margin: float = field(default=0.01, metadata=doc('margin inside joint limits, rad'))
+    command_timeout: float = field(
+        default=0.25, metadata=doc('a servo command older than this stops the arm, s'))
+    max_command_age: float = field(
+        default=0.5, metadata=doc('commands stamped further than this from now are stale, s'))
 
     def validate(self) -> 'SafetyLimits':
         """Raise ValueError naming the bad value; return self."""
@@ -130,7 +141,8 @@ class ArmController:
         self.limits = (limits or SafetyLimits()).validate()
         self.state = ControllerState()
         lower, upper = scene.joint_limits
-        self._lower, self._upper = lower + self.limits.joint_margin, upper - self.limits.joint_margin
+        margin = self.limits.joint_margin
+        self._lower, self._upper = lower + margin, upper - margin
         self._box_min = np.array(self.limits.workspace_min)
         self._box_max = np.array(self.limits.workspace_max)
         self._twist = (np.zeros(3), np.zeros(3))

@@ -126,6 +126,38 @@ class NodeProcess:
         return self.log_path.read_text(errors='replace')
 
 
+class MessageLog:
+    """Messages received on one topic by the test node, newest last (bounded)."""
+
+    def __init__(self, limit: int = 1000) -> None:
+        self.messages: list[Any] = []
+        self.limit = limit
+        self._lock = threading.Lock()
+
+    def __call__(self, msg: Any) -> None:
+        """Keep ``msg`` (subscription callback)."""
+        with self._lock:
+            self.messages.append(msg)
+            if len(self.messages) > self.limit:
+                del self.messages[0]
+
+    @property
+    def last(self) -> Any:
+        """The newest message, or None."""
+        with self._lock:
+            return self.messages[-1] if self.messages else None
+
+    def count(self) -> int:
+        """Return the number of messages kept."""
+        with self._lock:
+            return len(self.messages)
+
+    def clear(self) -> None:
+        """Forget everything received so far."""
+        with self._lock:
+            self.messages.clear()
+
+
 class RosGraph:
     """A private ROS 2 graph for one test. Use as a context manager or call ``close()``."""
 
@@ -176,6 +208,12 @@ class RosGraph:
             self._node = Node(f'test_probe_{os.getpid()}', context=self.context)
             self._executor.add_node(self._node)
         return self._node
+
+    def subscribe(self, msg_type: type, topic: str, qos, limit: int = 1000) -> MessageLog:
+        """Record messages of ``topic`` on the test node; returns the growing log."""
+        log = MessageLog(limit)
+        self.node.create_subscription(msg_type, topic, log, qos)
+        return log
 
     def add_node(self, node) -> None:
         """Spin an in-process node (created with ``context=graph.context``) in the background.
