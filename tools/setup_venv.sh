@@ -90,6 +90,13 @@ for setup_py in src/*/setup.py; do
     ln -sfn "$root/$pkg_dir/resource/$name" \
       "$venv/share/ament_index/resource_index/packages/$name"
     ln -sfn "$root/$pkg_dir/package.xml" "$venv/share/$name/package.xml"
+    # Executables where `ros2 run` and launch_ros look for them: <prefix>/lib/<package>/.
+    rm -rf "$venv/lib/$name" && mkdir -p "$venv/lib/$name"
+    "$vpy" - "$name" <<'PY' | while read -r script; do ln -sfn "$venv/bin/$script" "$venv/lib/$name/$script"; done
+import importlib.metadata, sys
+for entry in importlib.metadata.distribution(sys.argv[1]).entry_points.select(group='console_scripts'):
+    print(entry.name)
+PY
     step_done "py-$name" "$h"
   fi
 done

@@ -1,7 +1,9 @@
 """sim_node over real DDS: every command interface moves the arm; bad commands leave it holding."""
 
+import pathlib
 import time
 
+from ament_index_python.packages import get_package_share_directory
 from builtin_interfaces.msg import Duration
 from geometry_msgs.msg import PoseStamped, TwistStamped
 import numpy as np
@@ -30,8 +32,11 @@ class Arm:
     def __init__(self, graph, namespace: str = 'robot_1', parameters: dict | None = None):
         self.graph = graph
         self.ns = namespace
+        # The real bringup config, as `ros2 launch vlac_bringup sim.launch.py` passes it.
+        config = pathlib.Path(get_package_share_directory('vlac_bringup'), 'config', 'sim.yaml')
         self.process = graph.start_node(
-            'sim_node', package='vlac_sim', name='sim', namespace=namespace,
+            'sim_node', package='vlac_sim', name='sim_node', namespace=namespace,
+            params_files=[config],
             parameters={'task': 'pick_place_red', 'seed': 3, **(parameters or {})})
         self.joints = graph.subscribe(JointState, self.t('joint_states'), RELIABLE)
         self.pose = graph.subscribe(PoseStamped, self.t('ee_pose'), RELIABLE)
