@@ -1,16 +1,18 @@
 """Simulated Panda (vlac_sim) standing in for a real arm driver, optionally with its expert.
 
-Usage: ros2 launch vlac_bringup sim.launch.py namespace:=robot_1 task:=stack_red_on_blue expert:=true
+Usage:
+    ros2 launch vlac_bringup sim.launch.py namespace:=robot_1 task:=press_button expert:=true
 """
 
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+
+from launch import LaunchDescription
 
 
 def generate_launch_description():
