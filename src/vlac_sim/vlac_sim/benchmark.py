@@ -72,52 +72,44 @@ def bench_physics(seconds: float = 3.0) -> None:
     scene.close()
 
 
-def bench_node(seconds: float) -> list[str]:
-    """Run sim_node per camera size over DDS and measure rates, latency and CPU."""
+def measure_node(width: int, height: int, seconds: float) -> str:
+    """Run sim_node with one camera of the given size over DDS; return the figures line."""
     from sensor_msgs.msg import Image, JointState
-
     from vlac_core.ros.qos import RELIABLE, SENSOR
     from vlac_core.testing.ros_graph import RosGraph
 
-    lines = []
-    for width, height in ((224, 224), (640, 480)):
-        with tempfile.TemporaryDirectory() as tmp, RosGraph(tmp) as graph:
-            graph.start_node('sim_node', package='vlac_sim', name='sim', parameters={
-                'control_rate_hz': 50.0, 'cameras.camera.width': width,
-                'cameras.camera.height': height, 'cameras.camera.rate_hz': 30.0})
-            latencies, image_times, joint_times = [], [], []
+    latencies, image_times, joint_times = [], [], []
 
-            def on_image(msg: Image) -> None:
-                now = time.time()
-                image_times.append(now)
-                latencies.append(now - (msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9))
+    def on_image(msg: Image) -> None:
+        now = time.time()
+        image_times.append(now)
+        latencies.append(now - (msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9))
 
-            graph.node.create_subscription(Image, 'camera/image_raw', on_image, SENSOR)
-            graph.node.create_subscription(JointState, 'joint_states',
-                                           lambda _: joint_times.append(time.time()), RELIABLE)
-            graph.wait_for(lambda: len(image_times) > 5, 30.0, 'camera frames')
-            time.sleep(1.0)  # warm-up
-            image_times.clear()
-            joint_times.clear()
-            latencies.clear()
-            before, start = cpu_times(), time.time()
-            time.sleep(seconds)
-            after, elapsed = cpu_times(), time.time() - start
-            lat = np.array(latencies) * 1e3
-            line = (f'node {width}x{height}@30Hz: camera {len(image_times) / elapsed:5.1f} Hz, '
-                    f'latency p50 {np.percentile(lat, 50):5.1f} ms p99 '
-                    f'{np.percentile(lat, 99):5.1f} ms, joint_states (control) '
-                    f'{len(joint_times) / elapsed:5.1f} Hz of 50, CPU per core '
-                    f'{" ".join(f"{c:4.0f}%" for c in cpu_percent(before, after))}')
-            print(line, flush=True)
-            lines.append(line)
-    return lines
+    with tempfile.TemporaryDirectory() as tmp, RosGraph(tmp) as graph:
+        graph.start_node('sim_node', package='vlac_sim', name='sim', parameters={
+            'control_rate_hz': 50.0, 'cameras.camera.width': width,
+            'cameras.camera.height': height, 'cameras.camera.rate_hz': 30.0})
+        graph.node.create_subscription(Image, 'camera/image_raw', on_image, SENSOR)
+        graph.node.create_subscription(JointState, 'joint_states',
+                                       lambda _: joint_times.append(time.time()), RELIABLE)
+        graph.wait_for(lambda: len(image_times) > 5, 30.0, 'camera frames')
+        time.sleep(1.0)  # warm-up
+        for samples in (image_times, joint_times, latencies):
+            samples.clear()
+        before, start = cpu_times(), time.time()
+        time.sleep(seconds)
+        after, elapsed = cpu_times(), time.time() - start
+    lat = np.array(latencies) * 1e3
+    return (f'node {width}x{height}@30Hz: camera {len(image_times) / elapsed:5.1f} Hz, '
+            f'latency p50 {np.percentile(lat, 50):5.1f} ms p99 {np.percentile(lat, 99):5.1f} ms, '
+            f'joint_states (control) {len(joint_times) / elapsed:5.1f} Hz of 50, CPU per core '
+            f'{" ".join(f"{c:4.0f}%" for c in cpu_percent(before, after))}')
 
 
 def bench_experts(episodes: int) -> None:
     """Success of each task's scripted expert over seeded episodes (offline)."""
     from vlac_sim.control import ArmController
-    from vlac_sim.experts import run_offline_episode, ScriptedExpert
+    from vlac_sim.experts import ScriptedExpert, run_offline_episode
     from vlac_sim.scene import PandaScene
     from vlac_sim.tasks import TASKS
 
@@ -146,7 +138,8 @@ def main(argv: list[str] | None = None) -> None:
         from vlac_core.testing.dds import apply_loopback_env
 
         apply_loopback_env()
-        bench_node(args.seconds)
+        for width, height in ((224, 224), (640, 480)):
+            print(measure_node(width, height, args.seconds), flush=True)
     if not args.skip_experts:
         bench_experts(args.episodes)
 

@@ -178,6 +178,12 @@ class ArmController:
         return bool(np.all(position >= self._box_min - margin)
                     and np.all(position <= self._box_max + margin))
 
+    def reset(self) -> None:
+        """Forget every command (after a scene reset): hold where the arm now is."""
+        self.state.last_command = -math.inf
+        self._gripper_trajectory = None
+        self.hold('reset')
+
     def hold(self, reason: str) -> None:
         """Stop: freeze the motor targets at the measured arm position."""
         self.scene.arm_target = np.clip(self.scene.arm_positions(), self._lower, self._upper)
@@ -319,8 +325,9 @@ class ArmController:
             self.hold(f'workspace: end effector at {ee_pos.round(3).tolist()} left the box')
             return
         if mode == 'servo':
-            if now - self.state.last_command > self.limits.command_timeout:
-                self.hold('servo command timeout')
+            age = now - self.state.last_command
+            if age > self.limits.command_timeout or age < -self.limits.max_command_age:
+                self.hold('servo command timeout' if age > 0 else 'clock went backwards')
                 return
             lin, ang = self._twist
             self._target_pos = np.clip(self._target_pos + lin * dt, self._box_min, self._box_max)
@@ -329,6 +336,12 @@ class ArmController:
             if np.linalg.norm(lag) > 0.05:
                 self._target_pos = ee_pos + lag * 0.05 / np.linalg.norm(lag)
             self._target_quat = quat_multiply(rotvec_to_quat(ang * dt), self._target_quat)
+            # Same for orientation (e.g. a joint at its limit): cap the lead at 0.3 rad.
+            measured = self.scene.ee_pose()[1]
+            lead = quat_to_rotvec(quat_multiply(self._target_quat, quat_conjugate(measured)))
+            if np.linalg.norm(lead) > 0.3:
+                self._target_quat = quat_multiply(
+                    rotvec_to_quat(lead * 0.3 / np.linalg.norm(lead)), measured)
             self._track_target()
         elif mode == 'pose':
             step_pos = self._goal_pos - self._target_pos

@@ -22,11 +22,11 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String
-from vlac_interfaces.msg import GroundTruth
-
 from vlac_core.config import doc
 from vlac_core.ros.params import declare_dataclass
 from vlac_core.ros.qos import LATCHED, RELIABLE
+
+from vlac_interfaces.msg import GroundTruth
 from vlac_sim.experts import BEHAVIOURS, ExpertObservation, ScriptedExpert
 from vlac_sim.scene import BASE_FRAME, FINGER_JOINTS
 from vlac_sim.tasks import TASKS

@@ -27,13 +27,13 @@ import time
 
 from geometry_msgs.msg import TwistStamped
 from std_msgs.msg import Float64MultiArray, Header, String
-
 from vlac_core.bags import BagWriter
+
 from vlac_sim import ros_msgs
 from vlac_sim.control import ArmController
-from vlac_sim.experts import BEHAVIOURS, ExpertCommand, run_offline_episode, ScriptedExpert
+from vlac_sim.experts import BEHAVIOURS, ExpertCommand, ScriptedExpert, run_offline_episode
 from vlac_sim.scene import BASE_FRAME, CameraSpec, PandaScene
-from vlac_sim.tasks import get_task, Task, TASKS
+from vlac_sim.tasks import TASKS, Task, get_task
 
 FAILING = tuple(b for b in BEHAVIOURS if b != 'expert')
 TOPICS = {

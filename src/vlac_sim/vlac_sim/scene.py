@@ -121,8 +121,8 @@ class PandaScene:
                                 spinning_friction=0.002)
         # The pad is flat and ghost: objects rest on the table, the pad is only a marking.
         self.sim.create_box('green_pad', np.array([PAD_HALF, PAD_HALF, 0.001]), 0.0,
-                            np.array([0.5, 0.2, 0.001]), rgba_color=np.array(_COLOURS['green_pad']),
-                            ghost=True)
+                            np.array([0.5, 0.2, 0.001]),
+                            rgba_color=np.array(_COLOURS['green_pad']), ghost=True)
         self.sim.create_box('yellow_button', BUTTON_HALF, 0.0,
                             np.array([0.5, -0.2, BUTTON_HALF[2]]),
                             rgba_color=np.array(_COLOURS['yellow_button']))

@@ -14,7 +14,15 @@ from typing import Callable
 
 import numpy as np
 
-from vlac_sim.scene import BUTTON_HALF, CUBE_HALF, NEUTRAL_ARM, PAD_HALF, PandaScene
+from vlac_sim.scene import (
+    BUTTON_HALF,
+    CUBE_HALF,
+    MAX_GRIPPER_WIDTH,
+    NEUTRAL_ARM,
+    OBJECTS,
+    PAD_HALF,
+    PandaScene,
+)
 
 # Region of the table where objects are placed, base frame, metres.
 TABLE_X = (0.38, 0.62)
@@ -175,8 +183,28 @@ def get_task(name: str) -> Task:
         raise ValueError(f'unknown task {name!r}; known: {", ".join(TASKS)}') from None
 
 
+def forget_contacts(scene: PandaScene) -> None:
+    """Drop the contact caches the last episode left, so a reset depends only on its seed.
+
+    Bullet keeps contact manifolds (and their warm-start impulses) for every pair of bodies
+    whose bounding boxes overlap, and a teleport keeps the pair. Without this, an episode run
+    on a used scene differs slightly from the same episode on a fresh one. Moving the loose
+    objects far away and the arm to neutral, then running collision detection (no time
+    passes), removes the pairs; ``reset_scene`` then places everything anew.
+    """
+    for i, name in enumerate(OBJECTS):
+        if name in ('red_cube', 'blue_cube'):
+            scene.place_object(name, np.array([10.0 + 2.0 * i, 10.0, 10.0]))
+    scene.set_arm(NEUTRAL_ARM, MAX_GRIPPER_WIDTH)
+    scene.client.performCollisionDetection()
+
+
 def reset_scene(scene: PandaScene, task: Task, seed: int) -> dict:
-    """Put the scene in the task's initial state for ``seed``; return the start measures."""
+    """Put the scene in the task's initial state for ``seed``; return the start measures.
+
+    The result depends only on task and seed, not on what the scene did before.
+    """
+    forget_contacts(scene)
     rng = np.random.default_rng(seed)
     layout = task.layout(rng)
     arm = NEUTRAL_ARM + rng.uniform(-0.08, 0.08, size=7) * np.array([1, 0.5, 1, 0.5, 1, 0.5, 1])
