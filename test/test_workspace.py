@@ -17,7 +17,7 @@ EXPECTED = {
     'vlac_bringup': 'ament_cmake', 'vlac_interfaces': 'ament_cmake',
     'vlac_core': 'ament_python', 'vlac_policy_node': 'ament_python',
     'vlac_reward_node': 'ament_python', 'rl_trainer': 'ament_python',
-    'hitl_teleop': 'ament_python',
+    'hitl_teleop': 'ament_python', 'vlac_sim': 'ament_python',
 }
 
 

@@ -3,7 +3,14 @@
 import pytest
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import Image, JointState
-from vlac_core.bags import STAGING_DIR, BagWriter, bag_metadata, read_messages, typestore
+from vlac_core.bags import (
+    STAGING_DIR,
+    BagWriter,
+    bag_metadata,
+    read_messages,
+    to_rosbags,
+    typestore,
+)
 from vlac_core.testing.message_publisher import import_type
 from vlac_core.testing.messages import differences, filled
 import yaml

@@ -180,12 +180,14 @@ class RosGraph:
         """The rclpy context of this graph's domain in the test process (created on first use)."""
         if self._context is None:
             import rclpy
-            from rclpy.executors import MultiThreadedExecutor
+            from rclpy.executors import SingleThreadedExecutor
 
             os.environ.setdefault('ROS_LOG_DIR', self.env['ROS_LOG_DIR'])
             self._context = rclpy.Context()
             rclpy.init(context=self._context, domain_id=self.domain_id)
-            self._executor = MultiThreadedExecutor(num_threads=4, context=self._context)
+            # One background thread: cheap (rclpy executors are GIL-bound) and enough, since
+            # the test thread only waits on futures and events the executor completes.
+            self._executor = SingleThreadedExecutor(context=self._context)
             self._spin_thread = threading.Thread(
                 target=self._spin, name=f'ros_graph_spin_{self.domain_id}', daemon=True)
             self._spin_thread.start()
