@@ -20,6 +20,8 @@ setup(
     license='Apache-2.0',
     tests_require=['pytest'],
     entry_points={
-        'console_scripts': [],
+        'console_scripts': [
+            'vlac_reward_node = vlac_reward_node.reward_node:main',
+        ],
     },
 )

@@ -33,30 +33,44 @@ def _ros_type(value: Any) -> int:
     return _SCALAR_TYPES[type(value)]
 
 
-def declare_dataclass(node, cls: type[T], prefix: str = '', overrides: dict | None = None) -> T:
-    """Declare ``cls``'s fields as parameters under ``prefix`` and return the validated config.
+def declare_dataclass(node, cls: type[T], prefix: str = '', overrides: dict | None = None,
+                      validate: bool = True) -> T:
+    """Declare ``cls``'s fields as parameters under ``prefix`` and return the config.
 
     ``overrides`` replaces defaults (not values given at launch), e.g. a per-camera name.
-    Raises ValueError (from the dataclass's ``validate``) naming the bad value.
+    With ``validate`` (default) the dataclass's ``validate()`` runs and raises ValueError
+    naming the bad value; lifecycle nodes declare in ``__init__`` with ``validate=False`` and
+    call ``read_dataclass`` in ``on_configure``.
     """
-    hints = get_type_hints(cls)
-    values = {}
     for f in dataclasses.fields(cls):
         default = (overrides or {}).get(f.name, f.default)
         if default is dataclasses.MISSING:
             default = f.default_factory()  # type: ignore[misc]
         if dataclasses.is_dataclass(default):
-            values[f.name] = declare_dataclass(node, type(default), f'{prefix}{f.name}.')
+            declare_dataclass(node, type(default), f'{prefix}{f.name}.', validate=False)
             continue
         descriptor = ParameterDescriptor(description=f.metadata.get('doc', ''),
                                          type=_ros_type(default))
         ros_default = list(default) if isinstance(default, tuple) else default
-        value = node.declare_parameter(prefix + f.name, ros_default, descriptor).value
-        if isinstance(default, tuple):
+        node.declare_parameter(prefix + f.name, ros_default, descriptor)
+    return read_dataclass(node, cls, prefix, validate)
+
+
+def read_dataclass(node, cls: type[T], prefix: str = '', validate: bool = True) -> T:
+    """Read already declared parameters back into ``cls`` (validated unless told not to)."""
+    hints = get_type_hints(cls)
+    values = {}
+    for f in dataclasses.fields(cls):
+        kind = hints.get(f.name)
+        if dataclasses.is_dataclass(kind):
+            values[f.name] = read_dataclass(node, kind, f'{prefix}{f.name}.', validate)
+            continue
+        value = node.get_parameter(prefix + f.name).value
+        if isinstance(value, list):
             value = tuple(value)
-        elif hints.get(f.name) is float and isinstance(value, int):
+        elif kind is float and isinstance(value, int):
             value = float(value)
         values[f.name] = value
     config = cls(**values)
-    validate = getattr(config, 'validate', None)
-    return validate() if callable(validate) else config
+    check = getattr(config, 'validate', None)
+    return check() if validate and callable(check) else config

@@ -1,0 +1,168 @@
+"""Episode progress tracking for the reward node (ROS-free).
+
+Frames arrive at the camera rate; the critic scores a pair (anchor, candidate) whenever the
+candidate is at least ``stride`` seconds newer than the anchor, then the candidate becomes the
+anchor. ``FrameMailbox`` holds at most one pending candidate: when the model falls behind, a
+newer candidate replaces the pending one (counted as dropped), so nothing queues without bound
+and the reward always refers to the freshest frame. ``ProgressTracker`` accumulates the value
+``v_i = v_{i-1} + c_i (1 - v_{i-1})`` and debounces the done decision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+import threading
+
+import numpy as np
+from vlac_core.config import doc
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """Parameters of ``vlac_reward_node`` (SI units)."""
+
+    backend: str = field(default='compact', metadata=doc("critic backend: 'compact' or 'vlac'"))
+    model_path: str = field(default='', metadata=doc('critic model directory'))
+    device: str = field(default='cpu', metadata=doc("'cpu' or 'cuda'"))
+    trust_remote_code: bool = field(default=False, metadata=doc(
+        'vlac backend only: allow the checkpoint to run its own code (explicit opt-in)'))
+    image_topic: str = field(default='camera/image_raw', metadata=doc(
+        'sensor_msgs/Image topic of the scored camera'))
+    task: str = field(default='', metadata=doc(
+        'task sentence; empty: taken from the task topic (std_msgs/String, latched)'))
+    stride: float = field(default=0.2, metadata=doc(
+        'time between the two frames of a scored pair, s (frame stamps, not message counts)'))
+    done_threshold: float = field(default=0.9, metadata=doc('done probability threshold'))
+    done_debounce: int = field(default=3, metadata=doc(
+        'consecutive scores above the threshold before done is declared'))
+    reference_path: str = field(default='', metadata=doc(
+        'optional reference demonstration (bag or image folder) for in-context scoring'))
+    reference_frames: int = field(default=5, metadata=doc(
+        'frames sampled uniformly from the reference (first and last included)'))
+    max_frame_age: float = field(default=1.0, metadata=doc(
+        'frames older than this on arrival are rejected as stale, s'))
+    debug_image: bool = field(default=True, metadata=doc(
+        'publish ~/debug_image (frame, value curve, done) when someone subscribes'))
+    autostart: bool = field(default=False, metadata=doc(
+        'configure and activate at start-up (no lifecycle manager needed)'))
+
+    def validate(self) -> 'RewardConfig':
+        """Raise ValueError naming the bad value; return self."""
+        if self.backend not in ('compact', 'vlac'):
+            raise ValueError(f"backend {self.backend!r} must be 'compact' or 'vlac'")
+        if not self.model_path:
+            raise ValueError('model_path is empty: set it to the critic model directory')
+        if self.device not in ('cpu', 'cuda'):
+            raise ValueError(f"device {self.device!r} must be 'cpu' or 'cuda'")
+        if not 0.01 <= self.stride <= 10.0:
+            raise ValueError(f'stride {self.stride} s outside 0.01..10')
+        if not 0.0 < self.done_threshold < 1.0:
+            raise ValueError(f'done_threshold {self.done_threshold} outside (0, 1)')
+        if not 1 <= self.done_debounce <= 100:
+            raise ValueError(f'done_debounce {self.done_debounce} outside 1..100')
+        if not 2 <= self.reference_frames <= 32:
+            raise ValueError(f'reference_frames {self.reference_frames} outside 2..32')
+        if not self.max_frame_age > 0.0:
+            raise ValueError(f'max_frame_age {self.max_frame_age} must be > 0')
+        return self
+
+
+@dataclass
+class Frame:
+    """A camera frame: RGB pixels and its capture stamp (seconds)."""
+
+    rgb: np.ndarray
+    stamp: float
+    stamp_msg: object = None  # the builtin_interfaces/Time it came with
+
+
+class FrameMailbox:
+    """One-slot handoff from the image callback to inference; newer replaces older."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._frame: Frame | None = None
+        self.dropped = 0
+
+    def put(self, frame: Frame) -> None:
+        """Offer a candidate; a pending one not yet taken is dropped (and counted)."""
+        with self._lock:
+            if self._frame is not None:
+                self.dropped += 1
+            self._frame = frame
+
+    def take(self) -> Frame | None:
+        """Take the pending candidate, if any."""
+        with self._lock:
+            frame, self._frame = self._frame, None
+            return frame
+
+    def clear(self) -> None:
+        """Forget any pending candidate (episode reset)."""
+        with self._lock:
+            self._frame = None
+
+
+@dataclass
+class Score:
+    """One published reward step."""
+
+    anchor: Frame
+    frame: Frame
+    delta: float
+    value: float
+    done_probability: float
+    done: bool
+
+
+class ProgressTracker:
+    """Anchor frame, accumulated value and done debounce of one episode."""
+
+    def __init__(self, stride: float, threshold: float, debounce: int) -> None:
+        self.stride, self.threshold, self.debounce = stride, threshold, debounce
+        self.reset('')
+
+    def reset(self, task: str) -> None:
+        """Start a new episode for ``task``."""
+        self.task = task
+        self.anchor: Frame | None = None
+        self.submitted: float | None = None  # stamp of the newest frame handed to inference
+        self.first: Frame | None = None
+        self.value = 0.0
+        self.above = 0
+        self.done = False
+        self.history: list[Score] = []
+
+    def wants(self, frame: Frame) -> bool:
+        """Whether to submit ``frame`` for scoring; the first frame becomes the anchor.
+
+        A frame is wanted once it is ``stride`` seconds newer than the newest frame already
+        submitted (or the anchor). Pairs always chain anchor -> scored frame, so when the model
+        falls behind and pending frames are replaced, a pair spans more than one stride but
+        the accumulated value stays consistent over the episode.
+        """
+        if self.anchor is None:
+            self.anchor = self.first = frame
+            return False
+        reference = self.anchor.stamp if self.submitted is None else self.submitted
+        if frame.stamp - reference >= self.stride - 1e-6:
+            self.submitted = frame.stamp
+            return True
+        return False
+
+    def record(self, frame: Frame, delta: float, done_probability: float) -> Score:
+        """Fold one scored pair into the episode; ``frame`` becomes the anchor."""
+        if np.isfinite(delta):
+            self.value = min(1.0, max(0.0, self.value + delta * (1.0 - self.value)))
+        if np.isfinite(done_probability) and done_probability >= self.threshold:
+            self.above += 1
+        else:
+            self.above = 0
+        self.done = self.done or self.above >= self.debounce
+        score = Score(self.anchor, frame, float(delta), self.value, float(done_probability),
+                      self.done)
+        self.anchor = frame
+        self.history.append(score)
+        if len(self.history) > 2000:
+            del self.history[:1000]
+        return score

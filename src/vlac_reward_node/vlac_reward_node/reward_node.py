@@ -1,0 +1,398 @@
+"""vlac_reward_node: dense progress reward, accumulated value and done from camera frames.
+
+Lifecycle node (the critic is a model):
+  configure  read and validate parameters, load the critic and warm it up (FAILURE, with the
+             reason logged, on a missing or bad checkpoint; no topic goes live),
+  activate   subscribe to the camera and task, offer the scoring service and action,
+  deactivate stop listening; cleanup frees the model.
+
+Topics (relative to the node's namespace):
+  in   <image_topic> (sensor_msgs/Image, best effort), task (std_msgs/String, latched)
+  out  progress (vlac_interfaces/ProgressReward, reliable), ~/debug_image (sensor_msgs/Image),
+       /diagnostics (diagnostic_msgs/DiagnosticArray, 1 Hz: scored, dropped, rejected frames)
+  srv  score_pair (vlac_interfaces/ScorePair), ~/reset (std_srvs/Trigger: new episode)
+  act  score_trajectory (vlac_interfaces/ScoreTrajectory)
+
+Every received task message (even the same sentence again) starts a new episode.
+The image callback only validates and converts the frame and hands it over (one-slot
+mailbox); inference runs in its own callback group, so a slow model drops frames (counted
+and reported) instead of queueing them or blocking the camera.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import cv2
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+import numpy as np
+import rclpy
+from rclpy.action import ActionServer
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header, String
+from std_srvs.srv import Trigger
+from vlac_core.critic import DoneQuery, PairQuery, accumulate_values, load_critic
+from vlac_core.ros.images import ImageEncodingError, image_to_rgb, numpy_to_image
+from vlac_core.ros.params import declare_dataclass, read_dataclass
+from vlac_core.ros.qos import LATCHED, RELIABLE, SENSOR
+from vlac_core.throttle import KeyedThrottle
+
+from vlac_interfaces.action import ScoreTrajectory
+from vlac_interfaces.msg import ProgressReward
+from vlac_interfaces.srv import ScorePair
+from vlac_reward_node.progress import Frame, FrameMailbox, ProgressTracker, RewardConfig, Score
+from vlac_reward_node.reference import load_reference
+
+
+def stamp_seconds(stamp) -> float:
+    """Seconds of a builtin_interfaces/Time."""
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+class RewardNode(LifecycleNode):
+    """The VLAC critic as a ROS 2 lifecycle node."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__('vlac_reward_node', **kwargs)
+        declare_dataclass(self, RewardConfig, validate=False)
+        self.config: RewardConfig | None = None
+        self.critic = None
+        self.reference: tuple[np.ndarray, ...] = ()
+        self._model_lock = threading.Lock()  # one model call at a time (stream or services)
+        self._state_lock = threading.Lock()  # tracker state shared by camera and inference
+        self._throttle = KeyedThrottle(period=2.0)
+        self.mailbox = FrameMailbox()
+        self.tracker = ProgressTracker(0.2, 0.9, 3)
+        self.scored = self.rejected = 0
+        self._latency: list[float] = []
+        self._subscriptions_live: list = []
+        self._services_live: list = []
+        self._diagnostics_timer = None
+        self._action = None
+        self._trigger = None
+        self._sensor_group = MutuallyExclusiveCallbackGroup()
+        self._inference_group = MutuallyExclusiveCallbackGroup()
+        self._service_group = ReentrantCallbackGroup()
+        self._autostart_timer = None
+        if self.get_parameter('autostart').value:
+            self._autostart_timer = self.create_timer(0.01, self._autostart_once)
+
+    def _autostart_once(self) -> None:
+        self.destroy_timer(self._autostart_timer)
+        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Validate parameters, load and warm up the critic; publishers are created here."""
+        try:
+            self.config = read_dataclass(self, RewardConfig)
+            started = time.perf_counter()
+            self.critic = load_critic(self.config.backend, self.config.model_path,
+                                      self.config.device, **self._backend_options())
+            if self.config.reference_path:
+                self.reference = load_reference(self.config.reference_path,
+                                                self.config.reference_frames)
+            warm = np.zeros((64, 64, 3), np.uint8)
+            self.critic.score_pairs([PairQuery('warm up', warm, warm)])
+            self.critic.done_probability([DoneQuery('warm up', warm)])
+        except (ValueError, FileNotFoundError, OSError, RuntimeError) as err:
+            self.get_logger().error(f'configure failed, staying unconfigured: {err}')
+            self._free_model()
+            return TransitionCallbackReturn.FAILURE
+        self.tracker = ProgressTracker(self.config.stride, self.config.done_threshold,
+                                       self.config.done_debounce)
+        self.progress_pub = self.create_lifecycle_publisher(ProgressReward, 'progress',
+                                                            RELIABLE)
+        self.debug_pub = self.create_lifecycle_publisher(Image, '~/debug_image', SENSOR)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', RELIABLE)
+        self.get_logger().info(
+            f'critic {self.critic.model_id} ready on {self.config.device} in '
+            f'{time.perf_counter() - started:.1f} s; stride {self.config.stride} s, done at '
+            f'{self.config.done_threshold} x{self.config.done_debounce}'
+            + (f', {len(self.reference)} reference frames' if self.reference else ''))
+        return TransitionCallbackReturn.SUCCESS
+
+    def _backend_options(self) -> dict:
+        if self.config.backend == 'vlac':
+            return {'trust_remote_code': self.config.trust_remote_code}
+        return {}
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Start listening and serving."""
+        cfg = self.config
+        self._trigger = self.create_guard_condition(self._on_inference,
+                                                    callback_group=self._inference_group)
+        self._subscriptions_live = [self.create_subscription(
+            Image, cfg.image_topic, self._on_image, SENSOR, callback_group=self._sensor_group)]
+        if not cfg.task:
+            self._subscriptions_live.append(self.create_subscription(
+                String, 'task', self._on_task, LATCHED, callback_group=self._sensor_group))
+        self._services_live = [
+            self.create_service(ScorePair, 'score_pair', self._on_score_pair,
+                                callback_group=self._service_group),
+            self.create_service(Trigger, '~/reset', self._on_reset,
+                                callback_group=self._service_group)]
+        self._diagnostics_timer = self.create_timer(1.0, self._publish_diagnostics,
+                                                    callback_group=self._sensor_group)
+        self._action = ActionServer(self, ScoreTrajectory, 'score_trajectory',
+                                    self._on_score_trajectory,
+                                    callback_group=self._service_group)
+        self._new_episode(cfg.task)
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop listening and serving (the model stays loaded)."""
+        self._teardown_entities()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Free the model."""
+        self._free_model()
+        for pub in (getattr(self, 'progress_pub', None), getattr(self, 'debug_pub', None)):
+            if pub is not None:
+                self.destroy_lifecycle_publisher(pub)
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Release everything."""
+        self._teardown_entities()
+        self._free_model()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _teardown_entities(self) -> None:
+        for sub in self._subscriptions_live:
+            self.destroy_subscription(sub)
+        for srv in self._services_live:
+            self.destroy_service(srv)
+        self._subscriptions_live, self._services_live = [], []
+        if self._diagnostics_timer is not None:
+            self.destroy_timer(self._diagnostics_timer)
+            self._diagnostics_timer = None
+        if self._action is not None:
+            self._action.destroy()
+            self._action = None
+        if self._trigger is not None:
+            self.destroy_guard_condition(self._trigger)
+            self._trigger = None
+        self.mailbox.clear()
+
+    def _free_model(self) -> None:
+        with self._model_lock:
+            if self.critic is not None:
+                self.critic.close()
+                self.critic = None
+
+    # -- streaming -------------------------------------------------------------------------
+    def _new_episode(self, task: str) -> None:
+        with self._state_lock:
+            self.tracker.reset(task)
+            self.mailbox.clear()
+
+    def _on_task(self, msg: String) -> None:
+        self.get_logger().info(f'new episode, task: {msg.data!r}')
+        self._new_episode(msg.data.strip())
+
+    def _on_reset(self, request: Trigger.Request, response: Trigger.Response
+                  ) -> Trigger.Response:
+        self._new_episode(self.tracker.task)
+        response.success, response.message = True, f'new episode: {self.tracker.task!r}'
+        return response
+
+    def _reject(self, key: str, message: str) -> None:
+        self.rejected += 1
+        suppressed = self._throttle.allow(key)
+        if suppressed is not None:
+            more = f' ({suppressed} more since)' if suppressed else ''
+            self.get_logger().error(f'{message}{more}')
+
+    def _on_image(self, msg: Image) -> None:
+        """Validate, convert and hand the frame over; never blocks on the model."""
+        try:
+            rgb = image_to_rgb(msg)
+        except ImageEncodingError as err:
+            self._reject('image', f'frame on {self.config.image_topic} rejected: {err}')
+            return
+        stamp = stamp_seconds(msg.header.stamp)
+        age = self.get_clock().now().nanoseconds * 1e-9 - stamp
+        if age > self.config.max_frame_age:
+            self._reject('stale', f'stale frame rejected: {age:.2f} s old '
+                         f'(max_frame_age {self.config.max_frame_age} s)')
+            return
+        frame = Frame(np.array(rgb), stamp, msg.header.stamp)  # own copy: msg buffer is reused
+        with self._state_lock:
+            if not self.tracker.task or not self.tracker.wants(frame):
+                return
+            self.mailbox.put(frame)
+        self._trigger.trigger()
+
+    def _on_inference(self) -> None:
+        """Score the pending frame against the anchor and publish (inference group)."""
+        frame = self.mailbox.take()
+        if frame is None:
+            return
+        with self._state_lock:
+            anchor, first, task = self.tracker.anchor, self.tracker.first, self.tracker.task
+        started = time.perf_counter()
+        with self._model_lock:
+            if self.critic is None:
+                return
+            delta = float(self.critic.score_pairs([PairQuery(
+                task, anchor.rgb, frame.rgb, self.reference,
+                first.rgb if self.reference else None)])[0])
+            done_p = float(self.critic.done_probability([DoneQuery(
+                task, frame.rgb, self.reference)])[0])
+        latency = time.perf_counter() - started
+        with self._state_lock:
+            if self.tracker.anchor is not anchor:  # episode reset while scoring
+                return
+            score = self.tracker.record(frame, delta, done_p)
+        if not np.isfinite(delta):
+            self._reject('nan', f'critic output unparseable for the frame at {frame.stamp:.3f};'
+                         ' no reward published for it')
+            return
+        self.scored += 1
+        self._latency.append(latency)
+        self.progress_pub.publish(self._progress_msg(task, score, latency))
+        if self.config.debug_image and self.debug_pub.get_subscription_count() > 0:
+            self.debug_pub.publish(self._debug_image(score))
+
+    def _progress_msg(self, task: str, score: Score, latency: float) -> ProgressReward:
+        return ProgressReward(
+            header=Header(stamp=self.get_clock().now().to_msg(),
+                          frame_id=''), task=task, stamp_a=score.anchor.stamp_msg,
+            stamp_b=score.frame.stamp_msg, delta=score.delta, value=score.value,
+            done_probability=score.done_probability, done=score.done,
+            model_id=self.critic.model_id, inference_latency=latency)
+
+    def _debug_image(self, score: Score) -> Image:
+        """The scored frame with the episode's value curve and done state drawn on it."""
+        canvas = cv2.resize(score.frame.rgb, (320, 320), interpolation=cv2.INTER_AREA)
+        with self._state_lock:
+            values = [s.value for s in self.tracker.history[-120:]]
+        h = 80
+        cv2.rectangle(canvas, (0, 320 - h), (320, 320), (255, 255, 255), -1)
+        if len(values) > 1:
+            points = np.array([[int(i * 319 / (len(values) - 1)), int(319 - v * (h - 4))]
+                               for i, v in enumerate(values)], np.int32)
+            cv2.polylines(canvas, [points], False, (30, 120, 220), 2)
+        colour = (0, 170, 0) if score.done else (200, 60, 0)
+        label = (f'v={score.value:.2f} d={score.delta:+.2f} p={score.done_probability:.2f}'
+                 + (' DONE' if score.done else ''))
+        cv2.putText(canvas, label, (4, 318 - h), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1,
+                    cv2.LINE_AA)
+        return numpy_to_image(canvas, 'rgb8', Header(stamp=score.frame.stamp_msg))
+
+    def _publish_diagnostics(self) -> None:
+        latency = np.array(self._latency[-300:]) * 1e3 if self._latency else np.zeros(1)
+        dropped = self.mailbox.dropped
+        level = DiagnosticStatus.WARN if dropped else DiagnosticStatus.OK
+        if dropped:
+            suppressed = self._throttle.allow('dropped')
+            if suppressed is not None:
+                self.get_logger().warn(f'critic falling behind: {dropped} frames dropped so far '
+                                       f'(inference p50 {np.percentile(latency, 50):.1f} ms)')
+        values = {'scored': self.scored, 'dropped': dropped, 'rejected': self.rejected,
+                  'latency_p50_ms': f'{np.percentile(latency, 50):.1f}',
+                  'latency_p99_ms': f'{np.percentile(latency, 99):.1f}',
+                  'value': f'{self.tracker.value:.3f}', 'done': self.tracker.done}
+        status = DiagnosticStatus(level=level, name=f'{self.get_fully_qualified_name()}: critic',
+                                  message='frames dropped' if dropped else 'ok',
+                                  hardware_id=self.critic.model_id if self.critic else '',
+                                  values=[KeyValue(key=k, value=str(v))
+                                          for k, v in values.items()])
+        self.diagnostics_pub.publish(DiagnosticArray(
+            header=Header(stamp=self.get_clock().now().to_msg()), status=[status]))
+
+    # -- services --------------------------------------------------------------------------
+    def _on_score_pair(self, request: ScorePair.Request, response: ScorePair.Response
+                       ) -> ScorePair.Response:
+        response.delta = response.done_probability = float('nan')
+        try:
+            if not request.task.strip():
+                raise ValueError('empty task')
+            a, b = image_to_rgb(request.image_a), image_to_rgb(request.image_b)
+            reference = tuple(image_to_rgb(r) for r in request.reference)
+            first = image_to_rgb(request.first_frame) if request.first_frame.width else None
+        except (ImageEncodingError, ValueError) as err:
+            response.success, response.message = False, f'rejected: {err}'
+            return response
+        with self._model_lock:
+            if self.critic is None:
+                response.success, response.message = False, 'critic not loaded'
+                return response
+            delta = float(self.critic.score_pairs([PairQuery(request.task, a, b, reference,
+                                                             first)])[0])
+            done_p = float(self.critic.done_probability([DoneQuery(request.task, b,
+                                                                   reference)])[0])
+            response.model_id = self.critic.model_id
+        response.delta, response.done_probability = delta, done_p
+        response.success = bool(np.isfinite(delta))
+        response.message = 'ok' if response.success else 'model output unparseable'
+        return response
+
+    def _on_score_trajectory(self, goal_handle) -> ScoreTrajectory.Result:
+        goal = goal_handle.request
+        result = ScoreTrajectory.Result()
+        try:
+            frames = [image_to_rgb(f) for f in goal.frames]
+            reference = tuple(image_to_rgb(r) for r in goal.reference)
+            if len(frames) < 2:
+                raise ValueError(f'need at least 2 frames, got {len(frames)}')
+        except (ImageEncodingError, ValueError) as err:
+            goal_handle.abort()
+            result.success, result.message = False, f'rejected: {err}'
+            return result
+        deltas, done = [], []
+        total = len(frames) - 1
+        for start in range(0, total, 8):
+            if goal_handle.is_cancel_requested:
+                goal_handle.canceled()
+                result.message = 'canceled'
+                return result
+            stop = min(total, start + 8)
+            with self._model_lock:
+                if self.critic is None:
+                    goal_handle.abort()
+                    result.message = 'critic not loaded'
+                    return result
+                deltas += self.critic.score_pairs([
+                    PairQuery(goal.task, frames[i], frames[i + 1], reference,
+                              frames[0] if reference else None)
+                    for i in range(start, stop)]).tolist()
+                done += self.critic.done_probability([
+                    DoneQuery(goal.task, frames[i + 1], reference)
+                    for i in range(start, stop)]).tolist()
+                result.model_id = self.critic.model_id
+            goal_handle.publish_feedback(ScoreTrajectory.Feedback(scored=stop, total=total))
+        goal_handle.succeed()
+        result.deltas, result.done_probabilities = deltas, done
+        result.values = accumulate_values(deltas).tolist()
+        result.success, result.message = True, f'{total} pairs scored'
+        return result
+
+
+def main(args: list[str] | None = None) -> None:
+    """Run the reward node until interrupted."""
+    rclpy.init(args=args)
+    node = None
+    executor = MultiThreadedExecutor(num_threads=3)
+    try:
+        node = RewardNode()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        executor.shutdown()
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == '__main__':
+    main()
