@@ -26,7 +26,6 @@ setup(
             'vlac_dds_env = vlac_core.dds_env:main',
             'train_critic = vlac_core.critic.train:main',
             'evaluate_critic = vlac_core.critic.evaluate:main',
-            'benchmark_critic = vlac_core.critic.benchmark:main',
         ],
         # The ros_graph fixture for node tests, available to every package's tests.
         'pytest11': ['vlac_ros_graph = vlac_core.testing.pytest_plugin'],

@@ -1,0 +1,172 @@
+"""vlac_reward_node over real DDS with the simulated arm and a critic trained by the tests.
+
+The critic is the real compact backend, trained by the real ``train_critic`` command on
+demonstrations the real ``record_dataset`` command records (press_button, a few minutes of
+CPU in all), and loaded by the node's real loading code.
+"""
+
+import pathlib
+import time
+
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState, GetState
+import numpy as np
+import pytest
+from rclpy.action import ActionClient
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+from vlac_core.critic.train import main as train_main
+from vlac_core.ros.images import numpy_to_image
+from vlac_core.ros.qos import LATCHED, RELIABLE, SENSOR
+from vlac_sim.record import record_dataset
+from vlac_sim.scene import CameraSpec
+
+from vlac_interfaces.action import ScoreTrajectory
+from vlac_interfaces.msg import GroundTruth, ProgressReward
+from vlac_interfaces.srv import ResetScene, ScorePair
+
+TASK = 'press_button'
+INSTRUCTION = 'press the yellow button'
+
+
+@pytest.fixture(scope='module')
+def critic_dir(tmp_path_factory) -> pathlib.Path:
+    root = tmp_path_factory.mktemp('critic')
+    record_dataset(root / 'data', [TASK], episodes=10, failures=0,
+                   camera=CameraSpec(rate_hz=10.0), log=lambda *_: None)
+    assert train_main(['--data', str(root / 'data'), '--out', str(root / 'model'),
+                       '--seed', '0', '--no-progress']) == 0
+    return root / 'model'
+
+
+def reward_node(graph, critic_dir, **parameters):
+    return graph.start_node('vlac_reward_node', package='vlac_reward_node',
+                            name='vlac_reward_node', namespace='robot_1', parameters={
+                                'model_path': str(critic_dir), 'stride': 0.2,
+                                'autostart': True, **parameters})
+
+
+def test_missing_checkpoint_fails_configure_before_any_topic_goes_live(ros_graph, tmp_path):
+    reward_node(ros_graph, tmp_path / 'no_such_model', autostart=False)
+    change = ros_graph.node.create_client(ChangeState, '/robot_1/vlac_reward_node/change_state')
+    get = ros_graph.node.create_client(GetState, '/robot_1/vlac_reward_node/get_state')
+    assert change.wait_for_service(timeout_sec=15.0)
+    result = change.call(ChangeState.Request(
+        transition=Transition(id=Transition.TRANSITION_CONFIGURE)), timeout_sec=30.0)
+    assert result is not None and not result.success
+    state = get.call(GetState.Request(), timeout_sec=10.0).current_state
+    assert state.label == 'unconfigured'
+    assert ros_graph.node.count_publishers('/robot_1/progress') == 0
+    assert 'no_such_model' in ros_graph.logs() and 'configure failed' in ros_graph.logs()
+
+
+class Episode:
+    """The simulated arm, its scripted operator and the reward node's output."""
+
+    def __init__(self, graph, critic_dir):
+        self.graph = graph
+        graph.start_node('sim_node', package='vlac_sim', name='sim_node', namespace='robot_1',
+                         parameters={'task': TASK, 'seed': 100, 'cameras.camera.rate_hz': 15.0})
+        self.node = reward_node(graph, critic_dir)
+        self.progress = graph.subscribe(ProgressReward, '/robot_1/progress', RELIABLE)
+        self.truth = graph.subscribe(GroundTruth, '/robot_1/eval_only/ground_truth', RELIABLE)
+        self.task_pub = graph.node.create_publisher(String, '/robot_1/task', LATCHED)
+        self.reset = graph.node.create_client(ResetScene, '/robot_1/sim/reset')
+        assert self.reset.wait_for_service(timeout_sec=15.0)
+        graph.wait_for_subscribers('/robot_1/task', timeout=30.0)  # reward node active
+        self.operator = None
+
+    def start(self, seed: int, behaviour: str) -> None:
+        if self.operator is not None:
+            self.operator.stop()
+        assert self.reset.call(ResetScene.Request(task=TASK, seed=seed),
+                               timeout_sec=10.0).success
+        self.progress.clear()
+        self.task_pub.publish(String(data=INSTRUCTION))  # new episode for the critic
+        self.graph.wait_for(lambda: self.progress.count() >= 2, 15.0, 'first rewards')
+        self.operator = self.graph.start_node(
+            'expert_teleop', package='vlac_sim', name='expert_teleop', namespace='robot_1',
+            parameters={'behaviour': behaviour, 'seed': seed})
+
+    def deltas(self) -> np.ndarray:
+        return np.array([m.delta for m in self.progress.messages])
+
+
+def test_value_rises_to_done_stalls_and_goes_negative(ros_graph, critic_dir):
+    episode = Episode(ros_graph, critic_dir)
+    # The expert: the value rises and done is declared once the button is pressed.
+    episode.start(seed=101, behaviour='expert')
+    ros_graph.wait_for(lambda: episode.progress.last.done, 40.0, 'critic done')
+    assert episode.truth.last.success or episode.truth.messages[-5].success
+    values = [m.value for m in episode.progress.messages]
+    assert values[-1] > 0.6 and values[-1] > values[0] + 0.4, values
+    first = episode.progress.messages[0]
+    assert first.task == INSTRUCTION and first.model_id.startswith('compact:')
+    gap = (first.stamp_b.sec + first.stamp_b.nanosec * 1e-9) - \
+        (first.stamp_a.sec + first.stamp_a.nanosec * 1e-9)
+    assert 0.19 < gap < 0.5  # stride in seconds of frame stamps
+    # A stalled operator: the deltas stay near zero and no done.
+    episode.start(seed=102, behaviour='stalled')
+    time.sleep(6.0)
+    deltas = episode.deltas()
+    assert np.mean(np.abs(deltas[-15:])) < 0.05, deltas
+    assert not episode.progress.last.done
+    # An operator moving away from the goal: the deltas go negative.
+    episode.start(seed=103, behaviour='reversed')
+    time.sleep(6.0)
+    deltas = episode.deltas()
+    assert deltas.sum() < -0.1 and np.mean(deltas) < 0, deltas
+
+
+def test_malformed_frames_are_rejected_and_services_score(ros_graph, critic_dir):
+    reward_node(ros_graph, critic_dir, task=INSTRUCTION)
+    progress = ros_graph.subscribe(ProgressReward, '/robot_1/progress', RELIABLE)
+    camera = ros_graph.node.create_publisher(Image, '/robot_1/camera/image_raw', SENSOR)
+    ros_graph.wait_for_subscribers('/robot_1/camera/image_raw', timeout=30.0)
+
+    def now_stamp():
+        return ros_graph.node.get_clock().now().to_msg()
+
+    bad = [Image(height=4, width=4, encoding='yuv422', step=8, data=bytes(32)),
+           Image(height=4, width=4, encoding='rgb8', step=5, data=bytes(20)),
+           Image(height=0, width=0, encoding='rgb8')]
+    for msg in bad:
+        msg.header.stamp = now_stamp()
+        camera.publish(msg)
+    rng = np.random.default_rng(0)
+    for _ in range(12):  # good frames still score afterwards
+        good = numpy_to_image(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), 'rgb8')
+        good.header.stamp = now_stamp()
+        camera.publish(good)
+        time.sleep(0.1)
+    ros_graph.wait_for(lambda: progress.count() >= 2, 10.0, 'rewards after bad frames')
+    logs = ros_graph.logs()
+    assert "unsupported image encoding 'yuv422'" in logs and 'step 5' in logs, logs
+
+    client = ros_graph.node.create_client(ScorePair, '/robot_1/score_pair')
+    assert client.wait_for_service(timeout_sec=10.0)
+    frame = numpy_to_image(np.zeros((64, 64, 3), np.uint8), 'rgb8')
+    response = client.call(ScorePair.Request(task=INSTRUCTION, image_a=frame, image_b=frame),
+                           timeout_sec=10.0)
+    assert response.success and -1.0 <= response.delta <= 1.0
+    assert 0.0 <= response.done_probability <= 1.0
+    response = client.call(ScorePair.Request(task=INSTRUCTION, image_a=frame,
+                                             image_b=Image(encoding='bayer_rggb8')),
+                           timeout_sec=10.0)
+    assert not response.success and 'bayer_rggb8' in response.message
+
+    action = ActionClient(ros_graph.node, ScoreTrajectory, '/robot_1/score_trajectory')
+    assert action.wait_for_server(timeout_sec=10.0)
+    frames = [numpy_to_image(np.full((64, 64, 3), v, np.uint8), 'rgb8') for v in range(0, 200,
+                                                                                       20)]
+    feedback = []
+    send = action.send_goal_async(ScoreTrajectory.Goal(task=INSTRUCTION, frames=frames),
+                                  feedback_callback=lambda f: feedback.append(f.feedback))
+    handle = ros_graph.wait_for(lambda: send.done() and send.result(), 10.0, 'goal accepted')
+    result_future = handle.get_result_async()
+    result = ros_graph.wait_for(lambda: result_future.done() and result_future.result(), 30.0,
+                                'trajectory scored').result
+    assert result.success and len(result.deltas) == len(frames) - 1 == len(result.values)
+    assert all(0.0 <= v <= 1.0 for v in result.values)
+    assert feedback and feedback[-1].scored == feedback[-1].total == len(frames) - 1
+    action.destroy()
