@@ -223,7 +223,7 @@ class RewardNode(LifecycleNode):
             self._reject('stale', f'stale frame rejected: {age:.2f} s old '
                          f'(max_frame_age {self.config.max_frame_age} s)')
             return
-        frame = Frame(np.array(rgb), stamp, msg.header.stamp)  # own copy: msg buffer is reused
+        frame = Frame(rgb, stamp, msg.header.stamp)  # the view keeps the message buffer alive
         with self._state_lock:
             if not self.tracker.task or not self.tracker.wants(frame):
                 return
