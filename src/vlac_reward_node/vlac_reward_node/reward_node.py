@@ -27,10 +27,9 @@ import time
 import cv2
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 import numpy as np
-import rclpy
 from rclpy.action import ActionServer
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header, String
@@ -39,6 +38,7 @@ from vlac_core.critic import DoneQuery, PairQuery, accumulate_values, load_criti
 from vlac_core.ros.images import ImageEncodingError, image_to_rgb, numpy_to_image
 from vlac_core.ros.params import declare_dataclass, read_dataclass
 from vlac_core.ros.qos import LATCHED, RELIABLE, SENSOR
+from vlac_core.ros.spin import run_node
 from vlac_core.throttle import KeyedThrottle
 
 from vlac_interfaces.action import ScoreTrajectory
@@ -377,21 +377,8 @@ class RewardNode(LifecycleNode):
 
 
 def main(args: list[str] | None = None) -> None:
-    """Run the reward node until interrupted."""
-    rclpy.init(args=args)
-    node = None
-    executor = MultiThreadedExecutor(num_threads=3)
-    try:
-        node = RewardNode()
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        executor.shutdown()
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    """Run the node until interrupted (inference and camera in their own threads)."""
+    run_node(RewardNode, args, lambda: MultiThreadedExecutor(num_threads=3))
 
 
 if __name__ == '__main__':

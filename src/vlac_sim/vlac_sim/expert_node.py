@@ -17,14 +17,13 @@ from dataclasses import dataclass, field
 
 from geometry_msgs.msg import PoseStamped, TwistStamped
 import numpy as np
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String
 from vlac_core.config import doc
 from vlac_core.ros.params import declare_dataclass
 from vlac_core.ros.qos import LATCHED, RELIABLE
+from vlac_core.ros.spin import run_node
 
 from vlac_interfaces.msg import GroundTruth
 from vlac_sim.experts import BEHAVIOURS, ExpertObservation, ScriptedExpert
@@ -122,18 +121,8 @@ class ExpertTeleop(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    """Run the scripted operator until interrupted."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = ExpertTeleop()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    """Run the node until interrupted."""
+    run_node(ExpertTeleop, args)
 
 
 if __name__ == '__main__':

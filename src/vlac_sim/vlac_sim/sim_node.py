@@ -24,10 +24,8 @@ import threading
 
 from geometry_msgs.msg import PoseStamped, TwistStamped
 import pybullet_data
-import rclpy
 from rclpy._rclpy_pybind11 import RCLError
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Float64MultiArray, Header, String
@@ -35,6 +33,7 @@ from trajectory_msgs.msg import JointTrajectory
 from vlac_core.ros.images import numpy_to_image
 from vlac_core.ros.params import declare_dataclass
 from vlac_core.ros.qos import LATCHED, RELIABLE, SENSOR
+from vlac_core.ros.spin import run_node
 from vlac_core.throttle import KeyedThrottle
 
 from vlac_interfaces.msg import GroundTruth
@@ -288,26 +287,12 @@ class SimNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    """Run the simulated arm until interrupted."""
-    rclpy.init(args=args)
-    node = None
-    # One thread: every callback touches pybullet and shares one mutually exclusive group;
-    # camera frames are published from their own thread.
-    executor = SingleThreadedExecutor()
-    try:
-        node = SimNode()
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except ValueError as err:  # invalid configuration: say which value, exit non-zero
-        print(f'sim_node: invalid configuration: {err}', flush=True)
-        raise SystemExit(2) from None
-    finally:
-        executor.shutdown()
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    """Run the simulated arm until interrupted.
+
+    One executor thread: every callback touches pybullet and shares one mutually exclusive
+    group; camera frames are published from their own thread.
+    """
+    run_node(SimNode, args)
 
 
 if __name__ == '__main__':

@@ -15,11 +15,10 @@ from __future__ import annotations
 import importlib
 
 from rcl_interfaces.msg import ParameterDescriptor
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
 from vlac_core.ros.qos import LATCHED
+from vlac_core.ros.spin import run_node
 from vlac_core.testing.messages import filled
 
 
@@ -58,17 +57,7 @@ class MessagePublisher(Node):
 
 def main(args: list[str] | None = None) -> None:
     """Run the node until interrupted."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = MessagePublisher()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(MessagePublisher, args)
 
 
 if __name__ == '__main__':
