@@ -137,15 +137,17 @@ class ProgressTracker:
         """Whether to submit ``frame`` for scoring; the first frame becomes the anchor.
 
         A frame is wanted once it is ``stride`` seconds newer than the newest frame already
-        submitted (or the anchor). Pairs always chain anchor -> scored frame, so when the model
-        falls behind and pending frames are replaced, a pair spans more than one stride but
-        the accumulated value stays consistent over the episode.
+        submitted (or the anchor), less 10 % for camera stamp jitter (a 30 Hz camera at a
+        0.1 s stride then gives a pair every third frame, not every fourth). Pairs always
+        chain anchor -> scored frame, so when the model falls behind and pending frames are
+        replaced, a pair spans more than one stride but the accumulated value stays
+        consistent over the episode.
         """
         if self.anchor is None:
             self.anchor = self.first = frame
             return False
         reference = self.anchor.stamp if self.submitted is None else self.submitted
-        if frame.stamp - reference >= self.stride - 1e-6:
+        if frame.stamp - reference >= 0.9 * self.stride:
             self.submitted = frame.stamp
             return True
         return False
