@@ -212,11 +212,11 @@ def test_stale_and_malformed_commands_leave_the_arm_holding(arm, ros_graph):
 
 
 def _first_frame_after(arm: Arm, when: float) -> np.ndarray:
-    def fresh():
-        msg = arm.images.last
-        return msg if msg is not None and (msg.header.stamp.sec + msg.header.stamp.nanosec
-                                           * 1e-9) > when else None
-    return np.array(image_to_rgb(arm.graph.wait_for(fresh, 5.0, 'a new camera frame')))
+    """The first camera frame stamped at or after ``when`` (the reset's own stamp)."""
+    def first():
+        return next((m for m in list(arm.images.messages)
+                     if m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 >= when), None)
+    return np.array(image_to_rgb(arm.graph.wait_for(first, 5.0, 'a frame of the reset scene')))
 
 
 def test_reset_with_the_same_seed_gives_identical_first_images(arm):
@@ -226,7 +226,8 @@ def test_reset_with_the_same_seed_gives_identical_first_images(arm):
         response = arm.call(ResetScene, 'sim/reset', ResetScene.Request(task=task, seed=seed))
         assert response.success, response.message
         assert response.instruction == 'stack the red cube on top of the blue cube'
-        frames.append(_first_frame_after(arm, time.time()))
+        frames.append(_first_frame_after(arm, response.stamp.sec
+                                         + response.stamp.nanosec * 1e-9 - 1e-9))
     assert np.array_equal(frames[0], frames[1])
     assert not np.array_equal(frames[0], frames[2])
     bad = arm.call(ResetScene, 'sim/reset', ResetScene.Request(task='juggle', seed=1))

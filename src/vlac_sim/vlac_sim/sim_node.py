@@ -267,6 +267,7 @@ class SimNode(Node):
         self.instruction_pub.publish(String(data=self.task.instruction))
         response.success, response.message = True, f'{self.task.name}: {how}'
         response.task, response.instruction = self.task.name, self.task.instruction
+        response.stamp = self.stamp()
         self.get_logger().info(f'reset: {response.message}')
         return response
 
