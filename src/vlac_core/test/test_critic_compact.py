@@ -130,12 +130,13 @@ def test_onnx_matches_torch_within_1e_4(model_dir):
     onnx_deltas = critic.score_pairs(queries)
     onnx_done = critic.done_probability([DoneQuery(q.task, q.frame_b) for q in queries])
     size = critic.architecture.frame_size
+    encoder, pair_head, done_head = net.serving_modules()
     with torch.no_grad():
-        emb_a = net.encoder(torch.from_numpy(prepare_frames([q.frame_a for q in queries], size)))
-        emb_b = net.encoder(torch.from_numpy(prepare_frames([q.frame_b for q in queries], size)))
+        emb_a = encoder(torch.from_numpy(prepare_frames([q.frame_a for q in queries], size)))
+        emb_b = encoder(torch.from_numpy(prepare_frames([q.frame_b for q in queries], size)))
         task = torch.from_numpy(critic.task_embeddings([q.task for q in queries]))
-        torch_deltas = net.pair_head(emb_a, emb_b, task).numpy()
-        torch_done = net.done_head(emb_b, task).numpy()
+        torch_deltas = pair_head(emb_a, emb_b, task).numpy()
+        torch_done = done_head(emb_b, task).numpy()
     np.testing.assert_allclose(onnx_deltas, torch_deltas, atol=1e-4, rtol=0)
     np.testing.assert_allclose(onnx_done, torch_done, atol=1e-4, rtol=0)
     np.testing.assert_allclose(critic.embed_frames([q.frame_a for q in queries]), emb_a.numpy(),

@@ -83,6 +83,17 @@ def trajectory(n, task=TASK, success=True, path='t', frames=None):
                       {} if success is None else {'success': str(success).lower()})
 
 
+def bag_trajectory(root, name, n, task=TASK, success=True, frames=None):
+    """Record ``n`` sampled frames at 5 Hz into a bag (10 Hz, a copy in between), load them."""
+    frames = frames if frames is not None else moving_frames(n)
+    recorded = [f for frame in frames for f in (frame, frame)][:2 * n - 1]
+    bag = write_bag(root / name, recorded, task=task,
+                    custom={'success': str(success).lower()})
+    loaded = load_bag_trajectory(bag, stride=0.2)
+    assert len(loaded.frames) == n
+    return loaded
+
+
 def test_stride_is_in_seconds_of_the_header_stamps(tmp_path):
     frames = [square_frame(k) for k in range(16)] + [square_frame(15)] * 5  # 21 distinct-ish
     bag = write_bag(tmp_path / 'episode', frames, bag_time_scale=0.5)
@@ -160,8 +171,8 @@ def test_bags_are_found_recursively_without_staged_recordings(tmp_path):
         find_bags([tmp_path / 'nowhere'])
 
 
-def test_four_pair_groups_with_labels_dt_over_remaining():
-    traj = trajectory(11)
+def test_four_pair_groups_with_labels_dt_over_remaining(tmp_path):
+    traj = bag_trajectory(tmp_path, 'episode', 11)
     data = build_dataset([traj], seed=1, mismatch_prob=0.0)
     big_t = 10
     assert len(data) == 4 * big_t
@@ -179,11 +190,12 @@ def test_four_pair_groups_with_labels_dt_over_remaining():
     assert (np.abs(data.pair_label) <= 1).all()
 
 
-def test_stagnant_pairs_are_labelled_zero():
+def test_stagnant_pairs_are_labelled_zero(tmp_path):
     frames = moving_frames(8)
     frames[4] = frames[5] = frames[6] = frames[3].copy()
     frames[5][0, 0] = 61  # a tiny change stays under 1 %
-    data = build_dataset([trajectory(8, frames=frames)], mismatch_prob=0.0)
+    traj = bag_trajectory(tmp_path, 'episode', 8, frames=frames)
+    data = build_dataset([traj], mismatch_prob=0.0)
     for a, b, label, stagnant in zip(data.pair_a, data.pair_b, data.pair_label,
                                      data.pair_stagnant, strict=True):
         still = 3 <= a <= 6 and 3 <= b <= 6
@@ -192,8 +204,8 @@ def test_stagnant_pairs_are_labelled_zero():
         assert stagnant == (pixel_difference(data.frames[a], data.frames[b]) < 0.01)
 
 
-def test_about_five_percent_mismatched_task_negatives():
-    trajs = [trajectory(31, task=f'task {k % 2}', path=f'p{k}') for k in range(20)]
+def test_about_five_percent_mismatched_task_negatives(tmp_path):
+    trajs = [bag_trajectory(tmp_path, f'p{k}', 31, task=f'task {k % 2}') for k in range(20)]
     data = build_dataset(trajs, seed=3)
     share = data.pair_mismatched.mean()
     assert 0.03 <= share <= 0.07, share
@@ -209,9 +221,9 @@ def test_about_five_percent_mismatched_task_negatives():
         build_dataset(trajs, mismatch_prob=1.5)
 
 
-def test_done_labels_and_failing_trajectories():
-    success = trajectory(41, path='ok')
-    failure = trajectory(9, success=False, path='failed')
+def test_done_labels_and_failing_trajectories(tmp_path):
+    success = bag_trajectory(tmp_path, 'ok', 41)
+    failure = bag_trajectory(tmp_path, 'failed', 9, success=False)
     data = build_dataset([success, failure], mismatch_prob=0.0)
     rows = data.done_frame[data.done_traj == 0]
     labels = data.done_label[data.done_traj == 0]

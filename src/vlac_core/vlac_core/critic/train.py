@@ -72,8 +72,12 @@ class TrainConfig:
         batch_trajectories: trajectories whose frames and samples form one step.
         lr: peak AdamW learning rate (one-cycle schedule).
         weight_decay: AdamW weight decay.
-        label_floor: the delta loss weighs each squared error by 1 / (|label| + label_floor),
-            so that short steps matter as much as long jumps (inf: plain mean squared error).
+        label_floor: when > 0, the delta loss weighs each squared error by
+            1 / (|label| + label_floor), so that short steps count as much as long jumps;
+            0 (default) keeps the plain mean squared error.
+        phases: temporal jitter: frames are loaded every stride / phases seconds and each
+            epoch takes every phases-th one from a random offset per trajectory, so pairs stay
+            ``stride`` apart while all recorded frames are used (1: no jitter).
         relevance_weight: weight of the relevance-gate loss (matched vs mismatched task,
             class-balanced binary cross-entropy) against the delta loss.
         done_weight: weight of the done loss against the delta loss.
@@ -89,13 +93,14 @@ class TrainConfig:
     """
 
     stride: float = 0.2
-    epochs: int = 80
+    epochs: int = 100
     seed: int = 0
     holdout: float = 0.2
     batch_trajectories: int = 4
     lr: float = 2e-3
     weight_decay: float = 1e-4
-    label_floor: float = 0.1
+    label_floor: float = 0.0
+    phases: int = 2
     relevance_weight: float = 1.0
     done_weight: float = 0.5
     mismatch_prob: float = 0.05
@@ -111,7 +116,8 @@ class TrainConfig:
             'stride': self.stride >= 0, 'epochs': self.epochs >= 1,
             'holdout': 0.0 <= self.holdout <= 0.9,
             'batch_trajectories': self.batch_trajectories >= 1, 'lr': self.lr > 0,
-            'weight_decay': self.weight_decay >= 0, 'label_floor': self.label_floor > 0,
+            'weight_decay': self.weight_decay >= 0, 'label_floor': self.label_floor >= 0,
+            'phases': self.phases >= 1,
             'relevance_weight': self.relevance_weight >= 0, 'done_weight': self.done_weight >= 0,
             'mismatch_prob': 0.0 <= self.mismatch_prob <= 1.0,
             'stagnation_threshold': 0.0 <= self.stagnation_threshold <= 1.0,
@@ -156,6 +162,14 @@ def split_by_trajectory(trajectories: Sequence[Trajectory], holdout: float,
         held += [members[k] for k in order[:count]]
         train += [members[k] for k in order[count:]]
     return sorted(train), sorted(held)
+
+
+def subsample(traj: Trajectory, phases: int, offset: int) -> Trajectory:
+    """Every ``phases``-th frame of ``traj`` from ``offset`` (the trajectory itself for 1)."""
+    if phases == 1:
+        return traj
+    return Trajectory(traj.path, traj.task, traj.frames[offset::phases],
+                      traj.stamps[offset::phases], traj.success, traj.custom_data)
 
 
 def augment(frames: np.ndarray, shift: int, brightness: float, rng: np.random.Generator,
@@ -217,12 +231,12 @@ class _Batches:
 
 
 def _losses(net: CompactCriticNet, batch: dict[str, np.ndarray], task_table: torch.Tensor,
-            pos_weight: float, label_floor: float = 0.1
+            pos_weight: float, label_floor: float = 0.0
             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Delta loss, relevance BCE (own task 1, every other task 0) and weighted done BCE.
 
-    The delta loss is the squared error weighted by ``1 / (|label| + label_floor)``
-    (normalised); ``label_floor`` inf gives the plain mean squared error.
+    The delta loss is the mean squared error, or with ``label_floor > 0`` the squared error
+    weighted by ``1 / (|label| + label_floor)`` (normalised).
     """
     emb = net.encoder(torch.from_numpy(batch['frames']))
     zero = emb.sum() * 0.0
@@ -233,9 +247,9 @@ def _losses(net: CompactCriticNet, batch: dict[str, np.ndarray], task_table: tor
         raw, logit = net.pair_head.raw_and_relevance(
             emb_a, emb_b, task_table[torch.from_numpy(batch['pair_task'])])
         label = torch.from_numpy(batch['label'])
-        # Squared error relative to the label's size: the short steps that value curves are
-        # made of (labels of a few percent) count as much as the long jumps.
-        weight = 1.0 / (label.abs() + label_floor)
+        # Optionally relative to the label's size: the short steps that value curves are made
+        # of (labels of a few percent) then count as much as the long jumps.
+        weight = 1.0 / (label.abs() + label_floor) if label_floor > 0 else torch.ones_like(label)
         delta_loss = (weight * (torch.tanh(raw) - label) ** 2).sum() / weight.sum()
         relevance_loss = bce(logit, torch.from_numpy(~batch['mismatched']).to(torch.float32))
         others = torch.from_numpy(batch['other_task'])  # (N, K - 1) every other task
@@ -262,21 +276,21 @@ def score_trajectory(net: CompactCriticNet, frames: np.ndarray, task: torch.Tens
     sentences whose forward deltas are returned as 'mismatched' (K, n-1). Pairs of frames
     closer than ``stagnation_threshold`` score 0, as ``CompactCritic`` serves them.
     """
-    emb = net.encoder(torch.from_numpy(np.ascontiguousarray(frames)))
+    encoder, pair_head, done_head = net.serving_modules()  # as CompactCritic serves them
+    emb = encoder(torch.from_numpy(np.ascontiguousarray(frames)))
     n = len(emb)
     tasks = task.expand(n - 1, -1)
     still = np.array([pixel_difference(frames[k], frames[k + 1]) < stagnation_threshold
                       for k in range(n - 1)], bool)
-    forward = np.where(still, 0.0, net.pair_head(emb[:-1], emb[1:], tasks).numpy())
+    forward = np.where(still, 0.0, pair_head(emb[:-1], emb[1:], tasks).numpy())
     reverse_emb = emb.flip(0)
     reverse = np.where(still[::-1], 0.0,
-                       net.pair_head(reverse_emb[:-1], reverse_emb[1:], tasks).numpy())
-    done = net.done_head(emb, task.expand(n, -1)).numpy()
+                       pair_head(reverse_emb[:-1], reverse_emb[1:], tasks).numpy())
+    done = done_head(emb, task.expand(n, -1)).numpy()
     result = {'forward': forward, 'reverse': reverse, 'done': done}
     if other_tasks is not None and len(other_tasks):
         result['mismatched'] = np.stack([
-            np.where(still, 0.0,
-                     net.pair_head(emb[:-1], emb[1:], other.expand(n - 1, -1)).numpy())
+            np.where(still, 0.0, pair_head(emb[:-1], emb[1:], other.expand(n - 1, -1)).numpy())
             for other in other_tasks])
     return result
 
@@ -284,9 +298,15 @@ def score_trajectory(net: CompactCriticNet, frames: np.ndarray, task: torch.Tens
 def validation_metrics(net: CompactCriticNet, trajectories: Sequence[Trajectory],
                        task_vectors: dict[str, torch.Tensor],
                        stagnation_threshold: float = 0.0) -> dict[str, float]:
-    """Mean VOC/VROC/VOC-F1/NR of successful and failing trajectories, mismatch ratio."""
+    """Mean VOC/VROC/VOC-F1/NR of successful and failing trajectories, mismatch ratio.
+
+    Keys ``success_voc`` etc. over all trajectories, ``success_voc_f1/<task>`` and
+    ``failure_voc/<task>`` per task; the mismatch ratio pools the forward pairs of the
+    successful trajectories as ``evaluate_critic`` does.
+    """
     rows: dict[str, list[dict[str, float]]] = {'success': [], 'failure': []}
-    matched, mismatched = [], []
+    per_task: dict[str, list[float]] = {}
+    sums = np.zeros(4)  # matched |delta| sum and count, mismatched |delta| sum and count
     for traj in trajectories:
         if len(traj.frames) < 2:
             continue
@@ -295,18 +315,22 @@ def validation_metrics(net: CompactCriticNet, trajectories: Sequence[Trajectory]
         scores = score_trajectory(net, traj.frames, task_vectors[traj.task], others,
                                   stagnation_threshold)
         group = 'success' if trains_progress(traj) else 'failure'
-        rows[group].append(metrics.trajectory_metrics(scores['forward'], scores['reverse']))
+        result = metrics.trajectory_metrics(scores['forward'], scores['reverse'])
+        rows[group].append(result)
+        key = 'voc_f1' if group == 'success' else 'voc'
+        per_task.setdefault(f'{group}_{key}/{traj.task_name}', []).append(result[key])
         if group == 'success' and 'mismatched' in scores:
-            matched.append(np.abs(scores['forward']).mean())
-            mismatched.append(np.abs(scores['mismatched']).mean())
+            sums += [np.abs(scores['forward']).sum(), scores['forward'].size,
+                     np.abs(scores['mismatched']).sum(), scores['mismatched'].size]
     out: dict[str, float] = {}
     for group, values in rows.items():
         for key in ('voc', 'vroc', 'voc_f1', 'nr'):
             if values:
                 out[f'{group}_{key}'] = float(np.mean([v[key] for v in values]))
-    if matched:
-        out['matched_abs_delta'] = float(np.mean(matched))
-        out['mismatched_abs_delta'] = float(np.mean(mismatched))
+    out.update({name: float(np.mean(values)) for name, values in per_task.items()})
+    if sums[1] and sums[3]:
+        out['matched_abs_delta'] = float(sums[0] / sums[1])
+        out['mismatched_abs_delta'] = float(sums[2] / sums[3])
         out['mismatch_ratio'] = out['mismatched_abs_delta'] / max(out['matched_abs_delta'],
                                                                   1e-9)
     return out
@@ -315,6 +339,11 @@ def validation_metrics(net: CompactCriticNet, trajectories: Sequence[Trajectory]
 def _model_card(config: TrainConfig, data_dirs: Sequence[str], train: Sequence[Trajectory],
                 held: Sequence[Trajectory], summary: dict[str, Any], val: dict[str, float],
                 seconds: float) -> str:
+    if len(data_dirs) <= 5:
+        sources = 'Bags under: ' + ', '.join(f'`{d}`' for d in data_dirs)
+    else:
+        sources = (f'{len(data_dirs)} bag folders or folders given, under '
+                   f'`{os.path.commonpath([os.path.abspath(d) for d in data_dirs])}`')
     def table(trajs: Sequence[Trajectory]) -> str:
         counts: dict[tuple[str, str, str], int] = {}
         for t in trajs:
@@ -330,19 +359,24 @@ def _model_card(config: TrainConfig, data_dirs: Sequence[str], train: Sequence[T
         '| (no held-out trajectories) | |'
     return f"""# Compact VLAC progress critic
 
-Backend `compact` of `vlac_core.critic`: a small CNN frame encoder, the all-MiniLM-L6-v2
-task-sentence embedding, an antisymmetric pairwise delta head (tanh) and a done head, trained
-on CPU in {seconds:.0f} s with the pairwise data construction of VLAC (arXiv 2509.15937):
+Backend `compact` of `vlac_core.critic`: a small keypoint CNN frame encoder
+({config.architecture.frame_size} px frames), the all-MiniLM-L6-v2 task-sentence embedding,
+an antisymmetric pairwise delta head (tanh) with a task-relevance gate and a done head,
+trained on CPU in {seconds:.0f} s with the pairwise data construction of VLAC
+(arXiv 2509.15937):
 four-pair groups at a {config.stride} s stride with labels dt/(T-i), stagnant pairs
 (pixel difference < {config.stagnation_threshold:.0%}) labelled 0, {config.mismatch_prob:.0%}
 mismatched-task negatives, done labels 0 below 0.8 T and 1 above 0.95 T.
 
 Serving: `load_critic('compact', <this folder>)` runs `frame_encoder.onnx`, `pair_head.onnx`
-and `done_head.onnx` with ONNX Runtime. Reference demonstrations and first frames
-(in-context inputs) are ignored: the model knows only the tasks it was trained on.
+and `done_head.onnx` with ONNX Runtime (outputs averaged over each frame and its mirror
+image); pairs closer than the stagnation threshold score exactly 0, as they were labelled.
+Reference demonstrations and first frames (in-context inputs) are ignored: the model knows
+only the tasks it was trained on. Evaluate with `evaluate_critic --model <this folder>
+--split-file <this folder>/held_out.json DATA`.
 
 ## Data
-Bags under: {', '.join(f'`{d}`' for d in data_dirs)}
+{sources}
 
 Training trajectories ({len(train)}):
 
@@ -390,13 +424,23 @@ def train_critic(data_dirs: Sequence[os.PathLike], out_dir: os.PathLike,
     if not bags:
         raise FileNotFoundError(f'no rosbag2 folder under {", ".join(map(str, data_dirs))}')
     size = config.architecture.frame_size
-    trajectories = [load_bag_trajectory(b, config.stride, image_topic, task_topic, task, size)
-                    for b in tqdm(bags, desc='loading bags', disable=not progress)]
+    phases = config.phases if config.stride > 0 else 1
+    fine = [load_bag_trajectory(b, config.stride / phases, image_topic, task_topic, task, size)
+            for b in tqdm(bags, desc='loading bags', disable=not progress)]
+    trajectories = [subsample(t, phases, 0) for t in fine]
     train_idx, held_idx = split_by_trajectory(trajectories, config.holdout, config.seed)
     train_trajs = [trajectories[k] for k in train_idx]
     held_trajs = [trajectories[k] for k in held_idx]
-    data = build_dataset(train_trajs, config.seed, config.stagnation_threshold,
-                         config.mismatch_prob)
+
+    def epoch_data(epoch: int) -> PairDataset:
+        """The paper's construction, drawn afresh (offsets, jumps, mismatches) per epoch."""
+        offsets = rng.integers(phases, size=len(train_idx))
+        return build_dataset([subsample(fine[k], phases, int(o))
+                              for k, o in zip(train_idx, offsets, strict=True)],
+                             config.seed + 1000 * epoch, config.stagnation_threshold,
+                             config.mismatch_prob)
+
+    data = epoch_data(0)
     val_data = build_dataset(held_trajs, config.seed + 1, config.stagnation_threshold,
                              config.mismatch_prob) if held_trajs else None
     if not len(data) and not len(data.done_label):
@@ -434,9 +478,8 @@ def train_critic(data_dirs: Sequence[os.PathLike], out_dir: os.PathLike,
         step = 0
         for epoch in range(config.epochs):
             net.train()
-            if epoch:  # a fresh draw of jumps and mismatched tasks every epoch
-                data = build_dataset(train_trajs, config.seed + 1000 * epoch,
-                                     config.stagnation_threshold, config.mismatch_prob)
+            if epoch:
+                data = epoch_data(epoch)
                 batches = _Batches(data)
             order = rng.permutation(batches.useful)
             for s in range(steps_per_epoch):
@@ -545,6 +588,10 @@ def main(argv: list[str] | None = None) -> int:
                         help='side of the square frames the encoder sees, pixels')
     parser.add_argument('--mismatch-prob', type=float, default=defaults.mismatch_prob,
                         help='share of mismatched-task negatives (default %(default)s)')
+    parser.add_argument('--stagnation-threshold', type=float,
+                        default=defaults.stagnation_threshold,
+                        help='mean absolute pixel difference (fraction of 255) under which a '
+                        'pair is labelled 0 (paper: 0.01; default %(default)s)')
     parser.add_argument('--batch-trajectories', type=int, default=defaults.batch_trajectories,
                         help='trajectories per step (default %(default)s)')
     parser.add_argument('--lr', type=float, default=defaults.lr, help='peak learning rate')
@@ -555,9 +602,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = TrainConfig(
             stride=args.stride, epochs=args.epochs, seed=args.seed, holdout=args.holdout,
-            mismatch_prob=args.mismatch_prob, batch_trajectories=args.batch_trajectories,
-            lr=args.lr, architecture=CompactConfig(frame_size=args.frame_size,
-                                                    encoder=args.encoder)).validate()
+            mismatch_prob=args.mismatch_prob, stagnation_threshold=args.stagnation_threshold,
+            batch_trajectories=args.batch_trajectories, lr=args.lr,
+            architecture=CompactConfig(frame_size=args.frame_size,
+                                       encoder=args.encoder)).validate()
         train_critic(args.data, args.out, config, args.image_topic, args.task_topic, args.task,
                      progress=not args.no_progress)
     except (ValueError, FileNotFoundError) as err:
