@@ -138,10 +138,15 @@ def test_malformed_frames_are_rejected_and_services_score(ros_graph, critic_dir)
     bad = [Image(height=4, width=4, encoding='yuv422', step=8, data=bytes(32)),
            Image(height=4, width=4, encoding='rgb8', step=5, data=bytes(20)),
            Image(height=0, width=0, encoding='rgb8')]
+    sent = [0]
+
     def rejections_logged():
-        for msg in bad:  # best effort: repeat until the node has matched us and said why
-            msg.header.stamp = now_stamp()
-            camera.publish(msg)
+        # One frame per poll: the sensor QoS keeps only the newest frame, so a burst of three
+        # would let the node see only the last one. Repeat until each reason has been logged.
+        msg = bad[sent[0] % len(bad)]
+        sent[0] += 1
+        msg.header.stamp = now_stamp()
+        camera.publish(msg)
         logs = ros_graph.logs()
         return "unsupported image encoding 'yuv422'" in logs and 'step 5' in logs \
             and 'empty image' in logs

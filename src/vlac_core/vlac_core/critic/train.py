@@ -88,6 +88,8 @@ class TrainConfig:
             resized frame (0: no augmentation); the same shift for all frames of a trajectory.
         brightness: maximum relative brightness change per trajectory and step.
         threads: torch CPU threads.
+        ema_decay: decay per step of the exponential moving average of the weights that is
+            validated and exported (0: the last weights).
         architecture: the network (``CompactConfig``).
 
     """
@@ -108,6 +110,7 @@ class TrainConfig:
     shift: int = 4
     brightness: float = 0.1
     threads: int = 2
+    ema_decay: float = 0.995
     architecture: CompactConfig = field(default_factory=CompactConfig)
 
     def validate(self) -> 'TrainConfig':
@@ -122,7 +125,7 @@ class TrainConfig:
             'mismatch_prob': 0.0 <= self.mismatch_prob <= 1.0,
             'stagnation_threshold': 0.0 <= self.stagnation_threshold <= 1.0,
             'shift': self.shift >= 0, 'brightness': 0.0 <= self.brightness < 1.0,
-            'threads': self.threads >= 1,
+            'threads': self.threads >= 1, 'ema_decay': 0.0 <= self.ema_decay < 1.0,
         }
         for name, ok in checks.items():
             if not ok:
@@ -465,6 +468,10 @@ def train_critic(data_dirs: Sequence[os.PathLike], out_dir: os.PathLike,
     writer = SummaryWriter(str(staging / 'tensorboard'))
     try:
         net = CompactCriticNet(config.architecture)
+        # Exponential moving average of the weights: what is validated and exported.
+        average = CompactCriticNet(config.architecture)
+        average.load_state_dict(net.state_dict())
+        average.requires_grad_(False)
         batches = _Batches(data)
         val_batches = _Batches(val_data) if val_data else None
         steps_per_epoch = max(1, int(np.ceil(len(batches.useful) / config.batch_trajectories)))
@@ -497,6 +504,10 @@ def train_critic(data_dirs: Sequence[os.PathLike], out_dir: os.PathLike,
                 optimizer.step()
                 schedule.step()
                 step += 1
+                with torch.no_grad():
+                    decay = min(config.ema_decay, (1.0 + step) / (10.0 + step))
+                    for slow, fast in zip(average.parameters(), net.parameters(), strict=True):
+                        slow.lerp_(fast, 1.0 - decay)
                 writer.add_scalar('losses/train', loss.item(), step)
                 writer.add_scalar('losses/train_delta', delta_loss.item(), step)
                 writer.add_scalar('losses/train_relevance', relevance_loss.item(), step)
@@ -507,13 +518,13 @@ def train_critic(data_dirs: Sequence[os.PathLike], out_dir: os.PathLike,
                 bar.update()
             last_epoch = epoch == config.epochs - 1
             if val_batches is not None and (last_epoch or epoch % 5 == 4):
-                net.eval()
+                average.eval()
                 with torch.no_grad():
                     sums = np.zeros(3)
                     for s in range(0, len(val_batches.useful), config.batch_trajectories):
                         vbatch = val_batches.gather(
                             val_batches.useful[s:s + config.batch_trajectories])
-                        d, r, o = _losses(net, vbatch, val_table, pos_weight,
+                        d, r, o = _losses(average, vbatch, val_table, pos_weight,
                                           config.label_floor)
                         sums += [d.item(), r.item(), o.item()]
                     n_val = max(1, int(np.ceil(len(val_batches.useful)
@@ -524,7 +535,7 @@ def train_critic(data_dirs: Sequence[os.PathLike], out_dir: os.PathLike,
                     writer.add_scalar('losses/val', (sums[0] + config.relevance_weight * sums[1]
                                                      + config.done_weight * sums[2]) / n_val,
                                       step)
-                val = validation_metrics(net, held_trajs, task_vectors,
+                val = validation_metrics(average, held_trajs, task_vectors,
                                          config.stagnation_threshold)
                 val['val_delta_loss'] = float(sums[0] / n_val)
                 val['val_relevance_loss'] = float(sums[1] / n_val)
@@ -545,7 +556,7 @@ def train_critic(data_dirs: Sequence[os.PathLike], out_dir: os.PathLike,
         train_info['architecture'] = config.architecture.to_dict()
         card = _model_card(config, [str(d) for d in data_dirs], train_trajs, held_trajs,
                            summary, val, seconds)
-        export_model_dir(net, staging, card, extra={
+        export_model_dir(average, staging, card, extra={
             'training': train_info, 'tasks': all_tasks, 'dataset': summary,
             'held_out_metrics': val, 'train_seconds': round(seconds, 1),
             'image_topic': image_topic, 'task_topic': task_topic})
