@@ -20,6 +20,12 @@ setup(
     license='Apache-2.0',
     tests_require=['pytest'],
     entry_points={
-        'console_scripts': [],
+        'console_scripts': [
+            'trainer_node = rl_trainer.trainer_node:main',
+            'episode_runner = rl_trainer.episode_runner:main',
+            'train_offline = rl_trainer.offline:main',
+            'export_policy_onnx = rl_trainer.export:main',
+            'benchmark_trainer = rl_trainer.benchmark:main',
+        ],
     },
 )

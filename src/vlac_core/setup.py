@@ -26,6 +26,7 @@ setup(
             'vlac_dds_env = vlac_core.dds_env:main',
             'train_critic = vlac_core.critic.train:main',
             'evaluate_critic = vlac_core.critic.evaluate:main',
+            'train_policy_bc = vlac_core.policy.train_bc:main',
             'vlac_convert_checkpoint = vlac_core.vlac_model.loading:convert_main',
         ],
         # The ros_graph fixture for node tests, available to every package's tests.

@@ -20,6 +20,9 @@ setup(
     license='Apache-2.0',
     tests_require=['pytest'],
     entry_points={
-        'console_scripts': [],
+        'console_scripts': [
+            'vlac_policy_node = vlac_policy_node.policy_node:main',
+            'benchmark_policy = vlac_policy_node.benchmark:main',
+        ],
     },
 )

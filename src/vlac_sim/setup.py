@@ -25,6 +25,7 @@ setup(
             'expert_teleop = vlac_sim.expert_node:main',
             'record_dataset = vlac_sim.record:main',
             'benchmark_sim = vlac_sim.benchmark:main',
+            'evaluate_policy = vlac_sim.policy_rollout:main',
         ],
     },
 )
