@@ -29,7 +29,8 @@ HOME = np.array([0.0, -0.3, 0.0, -2.2, 0.0, 2.0, 0.8])
 
 def state_at(q=HOME) -> ArmState:
     tip = ArmKinematics(URDF, JOINTS, 'panda_grasptarget').forward(q)
-    return ArmState(tip.translation.copy(), tip.rotation.copy(), dict(zip(JOINTS, q, strict=True)), 1.0)
+    joints = dict(zip(JOINTS, q, strict=True))
+    return ArmState(tip.translation.copy(), tip.rotation.copy(), joints, 1.0)
 
 
 def test_forward_kinematics_matches_the_simulator():
