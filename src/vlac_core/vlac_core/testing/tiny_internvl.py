@@ -326,3 +326,79 @@ def make_tiny_original_internvl(directory: str | os.PathLike, *, seed: int = 0) 
                                                       None]}})
     (path / 'tokenizer_config.json').write_text(json.dumps(tok_config, indent=2))
     return path
+
+
+INTERNVL2_2B_VOCAB = 92553
+"""InternLM2-1.8B vocabulary size of InternVL2-2B (and of the 2B VLAC checkpoint)."""
+
+
+def internvl2_2b_original_config(tokenizer: PreTrainedTokenizerFast) -> dict:
+    """``internvl_chat`` config dict with InternVL2-2B's sizes, for ``tokenizer``'s special ids.
+
+    InternViT-300M-448px (24 layers, width 1024) + InternLM2-1.8B (24 layers, width 2048, GQA
+    16/8 heads, vocabulary 92553, dynamic RoPE), pixel shuffle v2 to 256 tokens per image:
+    the published InternVL2-2B / VLAC 2B geometry (~2.2B parameters).
+    """
+    return {
+        'architectures': ['InternVLChatModel'], 'model_type': 'internvl_chat',
+        'downsample_ratio': 0.5, 'force_image_size': 448, 'ps_version': 'v2',
+        'select_layer': -1, 'template': 'internlm2-chat', 'use_thumbnail': True,
+        'vision_config': {
+            'architectures': ['InternVisionModel'], 'model_type': 'intern_vit_6b',
+            'hidden_size': 1024, 'intermediate_size': 4096, 'num_attention_heads': 16,
+            'num_hidden_layers': 24, 'image_size': 448, 'patch_size': 14, 'qkv_bias': True,
+            'qk_normalization': False, 'norm_type': 'layer_norm', 'layer_norm_eps': 1e-6,
+            'hidden_act': 'gelu', 'initializer_factor': 0.1, 'num_channels': 3,
+        },
+        'llm_config': {
+            'architectures': ['InternLM2ForCausalLM'], 'model_type': 'internlm2',
+            'vocab_size': max(INTERNVL2_2B_VOCAB, len(tokenizer)), 'hidden_size': 2048,
+            'intermediate_size': 8192, 'num_hidden_layers': 24, 'num_attention_heads': 16,
+            'num_key_value_heads': 8, 'max_position_embeddings': 32768, 'rms_norm_eps': 1e-5,
+            'rope_theta': 1000000, 'rope_scaling': {'type': 'dynamic', 'factor': 2.0},
+            'bias': False, 'hidden_act': 'silu', 'tie_word_embeddings': False,
+            'bos_token_id': tokenizer.bos_token_id, 'eos_token_id': tokenizer.eos_token_id,
+            'pad_token_id': tokenizer.pad_token_id,
+        },
+    }
+
+
+def full_size_config(tokenizer: PreTrainedTokenizerFast) -> InternVLConfig:
+    """Native config of an InternVL2-2B-sized model (through the converter's own mapping)."""
+    from vlac_core.vlac_model.loading import native_config_from_original
+
+    config = native_config_from_original(
+        internvl2_2b_original_config(tokenizer),
+        tokenizer.convert_tokens_to_ids(prompts.IMG_CONTEXT_TOKEN))
+    config.text_config.eos_token_id = [tokenizer.convert_tokens_to_ids('<|im_end|>'),
+                                       tokenizer.eos_token_id]
+    return config
+
+
+def make_full_size_internvl(directory: str | os.PathLike, *, seed: int = 0,
+                            dtype: torch.dtype = torch.bfloat16) -> pathlib.Path:
+    """Write a randomly initialised InternVL2-2B-sized native checkpoint; return its path.
+
+    For GPU latency benchmarks of the real model size without the real weights: the model
+    has the 2B checkpoint's shapes (``full_size_config``; ~2.2B parameters, ~4.4 GB in
+    bfloat16) and the tiny tokenizer (its ids are a subset of the 92553-row vocabulary, so
+    the LM head costs what the real one does; text prompts tokenise to a similar length,
+    the 256 image tokens per view are identical). Needs ~5 GB of RAM and disk; takes about a
+    minute on a 16-core CPU. Answers are random: for timing only.
+    """
+    from transformers import GenerationConfig, InternVLForConditionalGeneration
+
+    path = pathlib.Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tiny_tokenizer()
+    config = full_size_config(tokenizer)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = InternVLForConditionalGeneration._from_config(config, dtype=dtype).eval()
+    model.generation_config = GenerationConfig(
+        eos_token_id=config.text_config.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id)
+    model.save_pretrained(path)
+    tokenizer.padding_side = 'left'
+    tokenizer.save_pretrained(path)
+    return path

@@ -1,0 +1,1 @@
+"""Policy side of VLAC: interface, action codec and backends (ROS-free)."""
