@@ -161,7 +161,11 @@ def _finish(progress: np.ndarray, coverage: np.ndarray, success: bool,
 
 def transition_bounds(observation_stamps_ns: Sequence[int],
                       end_stamp_ns: int | None = None) -> np.ndarray:
-    """The T+1 interval bounds of T transitions, ns (strictly increasing)."""
+    """The T+1 interval bounds of T transitions, ns (non-decreasing).
+
+    Two control steps may act on the same camera frame (a control rate at or above the camera
+    rate): the first of them then spans no time and gets no progress.
+    """
     stamps = np.asarray(observation_stamps_ns, dtype=np.int64)
     if stamps.ndim != 1 or stamps.size == 0:
         raise RewardJoinError('an episode needs at least one observation stamp')
@@ -171,9 +175,9 @@ def transition_bounds(observation_stamps_ns: Sequence[int],
         end_stamp_ns = int(stamps[-1] + np.median(np.diff(stamps)))
     bounds = np.append(stamps, np.int64(end_stamp_ns))
     steps = np.diff(bounds)
-    if (steps <= 0).any():
-        bad = int(np.flatnonzero(steps <= 0)[0])
-        raise RewardJoinError(f'observation stamps must increase: step {bad} spans '
+    if (steps < 0).any() or bounds[-1] <= bounds[0]:
+        bad = int(np.flatnonzero(steps < 0)[0]) if (steps < 0).any() else len(steps) - 1
+        raise RewardJoinError(f'observation stamps must not decrease: step {bad} spans '
                               f'{bounds[bad]} -> {bounds[bad + 1]} ns')
     return bounds
 
@@ -233,7 +237,9 @@ def assign_rewards(observation_stamps_ns: Sequence[int], records: Sequence[Progr
         end = np.minimum(bounds[1:, None], b_snap[None, :])
         overlap = np.clip(end - start, 0, None).astype(np.float64)
         progress = overlap @ (delta / (b_snap - a_snap).astype(np.float64))
-        coverage = np.minimum(overlap.sum(axis=1) / np.diff(bounds).astype(np.float64), 1.0)
+        span = np.diff(bounds).astype(np.float64)
+        coverage = np.where(span > 0, np.minimum(overlap.sum(axis=1) / np.maximum(span, 1.0),
+                                                 1.0), 1.0)  # an empty span has nothing to cover
     if success is None:
         success = any(r.done and bounds[0] < r.stamp_b_ns <= bounds[-1] + tolerance
                       for r in kept)

@@ -103,8 +103,13 @@ def test_foreign_empty_and_overlapping_scores_are_dropped_and_counted():
 def test_bad_input_raises():
     with pytest.raises(RewardJoinError, match='non-finite'):
         assign_rewards(OBS, [rec(0, 100, float('nan'))], RewardOptions(), END)
-    with pytest.raises(RewardJoinError, match='must increase'):
-        assign_rewards([T0, T0], [], RewardOptions(option='success'), END)
+    with pytest.raises(RewardJoinError, match='must not decrease'):
+        assign_rewards([T0 + 10 * MS, T0], [], RewardOptions(option='success'), END)
+    # Two steps on the same camera frame: the first spans no time and gets no progress.
+    same = assign_rewards([T0, T0, T0 + 100 * MS], [rec(0, 200, 0.4)], RewardOptions(),
+                          T0 + 200 * MS)
+    assert same.progress[0] == 0.0 and same.coverage[0] == 1.0
+    np.testing.assert_allclose(same.progress, [0.0, 0.2, 0.2])
     with pytest.raises(ValueError, match="'dense'"):
         RewardOptions(option='dense').validate()
     # Without an end stamp the last transition lasts one median control period.

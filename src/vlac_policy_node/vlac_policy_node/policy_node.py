@@ -11,7 +11,8 @@ Topics (relative to the node's namespace; the arm topics come from ``arm.*``):
        (vlac_interfaces/PolicyVersion, latched)
   out  <arm.command_topic>, <arm.gripper_topic> (unless dry_run), ~/action_preview
        (vlac_interfaces/DeltaAction), transitions (vlac_interfaces/Transition, one per control
-       step), /diagnostics (1 Hz: ticks, holds by reason, latency, missed ticks, version)
+       step; transient local, the last 1000 kept for a restarting trainer), /diagnostics
+       (1 Hz: ticks, holds by reason, latency, missed ticks, version)
   srv  ~/release_estop (std_srvs/Trigger)
 
 Safety: an observation older than ``safety.max_observation_age`` (or a state not matching the
@@ -46,7 +47,7 @@ from std_srvs.srv import Trigger
 from vlac_core.policy.base import PolicyError, PolicyObservation, load_policy
 from vlac_core.ros.images import ImageEncodingError, image_to_rgb
 from vlac_core.ros.params import declare_dataclass, read_dataclass
-from vlac_core.ros.qos import LATCHED, RELIABLE, SENSOR
+from vlac_core.ros.qos import LATCHED, RELIABLE, SENSOR, TRANSITIONS
 from vlac_core.ros.spin import run_node
 from vlac_core.throttle import KeyedThrottle
 
@@ -167,7 +168,7 @@ class PolicyNode(LifecycleNode):
         self.preview_pub = self.create_lifecycle_publisher(DeltaAction, '~/action_preview',
                                                            RELIABLE)
         self.transition_pub = self.create_lifecycle_publisher(Transition, 'transitions',
-                                                              RELIABLE)
+                                                              TRANSITIONS)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', RELIABLE)
         sensor = self._sensor_group
         self._entities = [

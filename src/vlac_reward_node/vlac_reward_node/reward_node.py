@@ -37,7 +37,7 @@ from std_srvs.srv import Trigger
 from vlac_core.critic import DoneQuery, PairQuery, accumulate_values, load_critic
 from vlac_core.ros.images import ImageEncodingError, image_to_rgb, numpy_to_image
 from vlac_core.ros.params import declare_dataclass, read_dataclass
-from vlac_core.ros.qos import LATCHED, RELIABLE, SENSOR
+from vlac_core.ros.qos import LATCHED, PROGRESS, RELIABLE, SENSOR
 from vlac_core.ros.spin import run_node
 from vlac_core.throttle import KeyedThrottle
 
@@ -107,7 +107,7 @@ class RewardNode(LifecycleNode):
         self.tracker = ProgressTracker(self.config.stride, self.config.done_threshold,
                                        self.config.done_debounce)
         self.progress_pub = self.create_lifecycle_publisher(ProgressReward, 'progress',
-                                                            RELIABLE)
+                                                            PROGRESS)
         self.debug_pub = self.create_lifecycle_publisher(Image, '~/debug_image', SENSOR)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', RELIABLE)
         self.get_logger().info(

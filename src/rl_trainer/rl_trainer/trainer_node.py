@@ -1,0 +1,206 @@
+"""trainer_node: the off-board learner of the asynchronous loop over ROS 2.
+
+Per robot namespace listed in ``robots`` it subscribes to ``<robot>/transitions``,
+``<robot>/progress`` and ``<robot>/episode_results`` and publishes ``<robot>/policy_version``
+(vlac_interfaces/PolicyVersion, latched). When an episode result arrives, the node waits
+``settle_time`` for the episode's last transitions and scores, hands the episode to the
+``Learner`` (which writes it to disk before anything else), and a worker trains when enough
+fresh transitions are pending: PPO update, checkpoint, new weights file, PolicyVersion.
+
+Restart-safe: on start the learner resumes from its newest checkpoint; episodes stored but not
+yet trained are trained, those in the checkpoint never again; the current version is
+published again (latched) so robots that missed it catch up.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass, field
+import threading
+import time
+
+from builtin_interfaces.msg import Time
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from vlac_core.config import doc
+from vlac_core.ros.params import declare_dataclass
+from vlac_core.ros.qos import LATCHED, PROGRESS, RESULTS, TRANSITIONS
+from vlac_core.ros.spin import run_node
+
+from rl_trainer.learner import Learner, LearnerConfig
+from rl_trainer.ppo import PPOConfig
+from rl_trainer.rewards import RewardOptions
+from vlac_interfaces.msg import EpisodeResult, PolicyVersion, ProgressReward, Transition
+
+PROGRESS_KEPT_S = 600.0  # progress messages kept per robot, seconds of stamps
+
+
+@dataclass(frozen=True)
+class TrainerNodeConfig:
+    """Parameters of ``trainer_node``."""
+
+    robots: tuple[str, ...] = field(default=('robot_1',), metadata=doc(
+        'robot namespaces to learn from (transitions, progress, episode_results)'))
+    settle_time: float = field(default=0.5, metadata=doc(
+        'wait after an episode result for its last transitions and scores, s'))
+    tensorboard: bool = field(default=True, metadata=doc(
+        'write TensorBoard scalars to <work_dir>/logs'))
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    rewards: RewardOptions = field(default_factory=RewardOptions)
+
+    def validate(self) -> 'TrainerNodeConfig':
+        """Raise ValueError naming the bad value; return self."""
+        if not self.robots or not all(self.robots):
+            raise ValueError('robots must list at least one robot namespace')
+        if not 0.0 <= self.settle_time <= 60.0:
+            raise ValueError(f'settle_time {self.settle_time} s outside 0..60')
+        self.learner.validate()
+        self.ppo.validate()
+        self.rewards.validate()
+        return self
+
+
+def _seconds(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+class TrainerNode(Node):
+    """Collects episodes from robots, trains, ships new policy versions."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__('trainer_node', **kwargs)
+        self.config = cfg = declare_dataclass(self, TrainerNodeConfig)
+        writer = None
+        if cfg.tensorboard:
+            import pathlib
+
+            from torch.utils.tensorboard import SummaryWriter
+            writer = SummaryWriter(str(pathlib.Path(cfg.learner.work_dir).expanduser()
+                                       / 'logs' / 'tensorboard'))
+        self.learner = Learner(cfg.learner, cfg.ppo, cfg.rewards, writer)
+        self._lock = threading.Lock()
+        self._transitions: dict[tuple[str, str], dict[int, Transition]] = \
+            collections.defaultdict(dict)
+        self._progress: dict[str, collections.deque] = {
+            r: collections.deque() for r in cfg.robots}
+        self._results: list[tuple[float, str, EpisodeResult]] = []
+        self._wake = threading.Event()
+        inbox = MutuallyExclusiveCallbackGroup()
+        self.version_pubs = {}
+        for robot in cfg.robots:
+            ns = '/' + robot.strip('/')
+            self.create_subscription(Transition, f'{ns}/transitions',
+                                     lambda m, r=robot: self._on_transition(r, m), TRANSITIONS,
+                                     callback_group=inbox)
+            self.create_subscription(ProgressReward, f'{ns}/progress',
+                                     lambda m, r=robot: self._on_progress(r, m), PROGRESS,
+                                     callback_group=inbox)
+            self.create_subscription(EpisodeResult, f'{ns}/episode_results',
+                                     lambda m, r=robot: self._on_result(r, m), RESULTS,
+                                     callback_group=inbox)
+            self.version_pubs[robot] = self.create_publisher(
+                PolicyVersion, f'{ns}/policy_version', LATCHED)
+        self._stop = threading.Event()
+        self._worker = threading.Thread(target=self._work, name='trainer', daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f'learning from {list(cfg.robots)}: policy {cfg.learner.backend} version '
+            f'{self.learner.version}, {len(self.learner.pending())} stored episodes pending, '
+            f'weights in {self.learner.weights_dir}')
+        if self.learner.version > 0:
+            path, digest = self.learner.publish_weights()
+            self._publish_version(path, digest)
+
+    # -- inbox -----------------------------------------------------------------------------
+    def _on_transition(self, robot: str, msg: Transition) -> None:
+        with self._lock:
+            self._transitions[(robot, msg.episode_id)][msg.step] = msg
+
+    def _on_progress(self, robot: str, msg: ProgressReward) -> None:
+        with self._lock:
+            queue = self._progress[robot]
+            queue.append(msg)
+            newest = _seconds(msg.stamp_b)
+            while queue and newest - _seconds(queue[0].stamp_b) > PROGRESS_KEPT_S:
+                queue.popleft()
+
+    def _on_result(self, robot: str, msg: EpisodeResult) -> None:
+        with self._lock:
+            self._results.append((time.monotonic() + self.config.settle_time, robot, msg))
+        self._wake.set()
+
+    # -- worker ----------------------------------------------------------------------------
+    def _due_episodes(self) -> list:
+        now = time.monotonic()
+        with self._lock:
+            due = [item for item in self._results if item[0] <= now]
+            self._results = [item for item in self._results if item[0] > now]
+            episodes = []
+            for _, robot, result in due:
+                steps = self._transitions.pop((robot, result.episode_id), {})
+                start, end = _seconds(result.start_time), _seconds(result.end_time)
+                progress = [m for m in self._progress[robot]
+                            if start <= _seconds(m.stamp_a) and _seconds(m.stamp_b) <= end + 1.0]
+                episodes.append((robot, result, [steps[k] for k in sorted(steps)], progress))
+        return episodes
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(0.2)
+            self._wake.clear()
+            try:
+                self._ingest_and_train()
+            except Exception as err:  # noqa: BLE001 - the worker must survive and say why
+                self.get_logger().error(f'trainer worker error: {type(err).__name__}: {err}')
+                time.sleep(1.0)
+
+    def _ingest_and_train(self) -> None:
+        for robot, result, transitions, progress in self._due_episodes():
+            if not transitions:
+                self.get_logger().warning(f'episode {robot}/{result.episode_id} has no '
+                                          'transitions; stored nothing')
+                continue
+            key, created = self.learner.ingest(robot, result.episode_id, transitions,
+                                               progress, result)
+            self.get_logger().info(
+                f'episode {key} stored ({len(transitions)} transitions, {len(progress)} '
+                f'scores, {result.termination_reason})' if created else
+                f'episode {key} already stored; ignored')
+        stats = self.learner.train_if_ready()
+        for key, reason in self.learner.last_rejected.items():
+            self.get_logger().error(f'episode {key} set aside, not trained: {reason}')
+        self.learner.last_rejected = {}
+        if stats is None:
+            return
+        if stats.get('skipped'):
+            self.get_logger().error(f'update skipped, weights unchanged: {stats.get("error")}')
+            return
+        self.get_logger().info(self.learner.summary(stats))
+        self._publish_version(stats['artifact'], stats['sha256'])
+
+    def _publish_version(self, path, digest: str) -> None:
+        now = self.get_clock().now().to_msg()
+        msg = PolicyVersion(version=self.learner.version, artifact_uri=f'file://{path}',
+                            sha256=digest, created=Time(sec=now.sec, nanosec=now.nanosec),
+                            backend=self.config.learner.backend)
+        for publisher in self.version_pubs.values():
+            publisher.publish(msg)
+        self.get_logger().info(f'published policy version {msg.version}: {path}')
+
+    def destroy_node(self) -> None:
+        """Stop the worker before the node goes."""
+        self._stop.set()
+        self._wake.set()
+        self._worker.join(timeout=30.0)
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> None:
+    """Console entry point: ``ros2 run rl_trainer trainer_node``."""
+    run_node(TrainerNode, args, lambda: MultiThreadedExecutor(num_threads=3))
+
+
+if __name__ == '__main__':
+    main()
