@@ -4,7 +4,7 @@ VENV ?= $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 export AMENT_PREFIX_PATH := $(VENV)
 
-.PHONY: setup test lint format colcon-list lock clean
+.PHONY: setup test demo lint format colcon-list lock clean
 
 setup:
 	@tools/setup_venv.sh $(VENV)
@@ -13,6 +13,10 @@ setup:
 test: setup
 	$(PY) -m ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## make demo: the whole loop on the simulated arm (records demos, trains, runs episodes).
+demo: setup
+	$(VENV)/bin/vlac_demo $(DEMO_ARGS)
 
 lint: setup
 	$(PY) -m ruff check .

@@ -26,6 +26,7 @@ setup(
             'train_offline = rl_trainer.offline:main',
             'export_policy_onnx = rl_trainer.export:main',
             'benchmark_trainer = rl_trainer.benchmark:main',
+            'vlac_demo = rl_trainer.demo:main',
         ],
     },
 )

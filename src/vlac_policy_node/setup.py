@@ -23,6 +23,7 @@ setup(
         'console_scripts': [
             'vlac_policy_node = vlac_policy_node.policy_node:main',
             'benchmark_policy = vlac_policy_node.benchmark:main',
+            'evaluate_policy_node = vlac_policy_node.evaluate:main',
         ],
     },
 )

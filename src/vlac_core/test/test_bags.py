@@ -73,3 +73,20 @@ def test_a_crash_leaves_no_half_bag_and_nothing_is_overwritten(tmp_path):
     assert len(list((tmp_path / STAGING_DIR).iterdir())) == 1
     with pytest.raises(FileExistsError):
         BagWriter(bag)
+
+
+def test_messages_read_from_a_bag_can_be_written_to_another(tmp_path):
+    first, second = tmp_path / 'first', tmp_path / 'second'
+    with BagWriter(first) as writer:
+        for k, name in enumerate(TYPES):
+            writer.write(f'/t{k}', 1000 + k, filled(import_type(name), k))
+    originals = list(read_messages(first))
+    with BagWriter(second) as writer:
+        for topic, stamp, msg in originals:
+            writer.write(topic, stamp, msg)
+    copies = list(read_messages(second))
+    assert [(t, s, m.__msgtype__) for t, s, m in copies] == \
+        [(t, s, m.__msgtype__) for t, s, m in originals]
+    store = typestore()
+    for (_, _, a), (_, _, b) in zip(originals, copies, strict=True):
+        assert store.serialize_cdr(a, a.__msgtype__) == store.serialize_cdr(b, b.__msgtype__)

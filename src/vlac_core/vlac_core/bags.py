@@ -112,11 +112,14 @@ class BagWriter:
             self.counts[topic] = 0
 
     def write(self, topic: str, stamp_ns: int, msg: Any) -> None:
-        """Write one message: an rclpy message (topic added on first use) or CDR bytes."""
+        """Write one message: an rclpy or rosbags message (topic added on first use) or CDR."""
         if isinstance(msg, (bytes, bytearray, memoryview)):
             if topic not in self._connections:
                 raise KeyError(f'add_topic({topic!r}, msgtype) before writing raw bytes')
             data = msg
+        elif hasattr(msg, '__msgtype__'):  # a rosbags message (e.g. read from another bag)
+            self.add_topic(topic, msg.__msgtype__)
+            data = self._store.serialize_cdr(msg, msg.__msgtype__)
         else:
             self.add_topic(topic, ros_type_name(msg))
             data = self._store.serialize_cdr(to_rosbags(msg, self._store),

@@ -161,3 +161,19 @@ class PolicyNodeConfig:
         self.safety.validate()
         self.arm.validate()
         return self
+
+
+def arm_config_dir():
+    """Folder of the shipped arm configurations (config/arms).
+
+    The source tree's copy when running from a checkout (editable install), else the one
+    installed in vlac_bringup's share directory.
+    """
+    import pathlib
+
+    source = pathlib.Path(__file__).resolve().parents[3] / 'config' / 'arms'
+    if source.is_dir():
+        return source
+    from ament_index_python.packages import get_package_share_directory
+
+    return pathlib.Path(get_package_share_directory('vlac_bringup')) / 'config' / 'arms'

@@ -1,0 +1,49 @@
+"""The whole asynchronous loop on the simulated arm: sim + robot side + trainer.
+
+Usage:
+    ros2 launch vlac_bringup sim_loop.launch.py task:=press_button \
+        policy_model:=/models/policy critic_model:=/models/critic work_dir:=/data/trainer
+
+Episodes are started through the runner's action, e.g.
+    ros2 action send_goal /robot_1/run_episode vlac_interfaces/action/RunEpisode \
+        "{task: press_button, seed: 1, max_duration: 20.0}"
+"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+
+from launch import LaunchDescription
+
+
+def generate_launch_description():
+    share = get_package_share_directory('vlac_bringup')
+    work = LaunchConfiguration('work_dir')
+    weights = PathJoinSubstitution([work, 'weights'])
+    sim = IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(os.path.join(share, 'launch', 'sim.launch.py')),
+        launch_arguments={'task': LaunchConfiguration('task')}.items())
+    robot = IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(os.path.join(share, 'launch', 'robot.launch.py')),
+        launch_arguments={'policy_model': LaunchConfiguration('policy_model'),
+                          'critic_model': LaunchConfiguration('critic_model'),
+                          'weights_dir': weights,
+                          'episodes_dir': PathJoinSubstitution([work, 'robot_episodes'])
+                          }.items())
+    trainer = Node(package='rl_trainer', executable='trainer_node', name='trainer_node',
+                   output='screen',
+                   parameters=[os.path.join(share, 'config', 'loop.yaml'),
+                               {'learner.model_path': LaunchConfiguration('policy_model'),
+                                'learner.work_dir': work, 'learner.weights_dir': weights}])
+    return LaunchDescription([
+        DeclareLaunchArgument('task', default_value='press_button'),
+        DeclareLaunchArgument('policy_model', description='initial policy model directory'),
+        DeclareLaunchArgument('critic_model', description='critic model directory'),
+        DeclareLaunchArgument('work_dir', default_value='trainer',
+                              description='trainer folder (episodes, checkpoints, weights)'),
+        sim, robot, trainer,
+    ])
