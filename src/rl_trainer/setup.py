@@ -27,6 +27,7 @@ setup(
             'export_policy_onnx = rl_trainer.export:main',
             'benchmark_trainer = rl_trainer.benchmark:main',
             'vlac_demo = rl_trainer.demo:main',
+            'ppo_sanity = rl_trainer.sanity:main',
         ],
     },
 )

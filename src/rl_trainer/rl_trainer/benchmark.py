@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument('--camera', type=int, default=96, help='square camera size, px')
     parser.add_argument('--min-transitions', type=int, default=60)
     args = parser.parse_args(argv)
+    args.policy = str(pathlib.Path(args.policy).resolve())
+    args.critic = str(pathlib.Path(args.critic).resolve())
 
     from vlac_core.ros.qos import TRANSITIONS
     from vlac_core.testing.dds import apply_loopback_env

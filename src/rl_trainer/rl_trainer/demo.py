@@ -38,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     work = pathlib.Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    critic = pathlib.Path(args.critic) if args.critic else work / 'critic'
-    policy = pathlib.Path(args.policy) if args.policy else work / 'policy'
+    critic = pathlib.Path(args.critic).resolve() if args.critic else work / 'critic'
+    policy = pathlib.Path(args.policy).resolve() if args.policy else work / 'policy'
     started = time.monotonic()
 
     def say(text: str) -> None:

@@ -257,3 +257,53 @@ def test_evaluate_an_image_folder(model_dir, dataset, tmp_path):
     summary = evaluate.evaluate(critic, [loaded], log=lambda _: None)
     assert summary['by_outcome']['unknown']['n'] == 1
     assert -1.0 <= summary['overall']['voc'] <= 1.0
+
+
+def test_the_potential_head_reproduces_the_papers_labels():
+    head = compact.PairHead(compact.CompactConfig(pair_head='potential'))
+    big_t = 12
+    u = -torch.log1p(-torch.arange(big_t, dtype=torch.float64) / big_t)  # v = i / T
+    for i in range(big_t - 1):
+        for dt in range(1, big_t - i):
+            forward = head.squash(u[i + dt] - u[i]).item()
+            backward = head.squash(u[i] - u[i + dt]).item()
+            assert forward == pytest.approx(dt / (big_t - i))  # label of (i, i + dt)
+            assert backward == pytest.approx(-dt / (big_t - i))  # and of (i + dt, i)
+
+
+@pytest.mark.parametrize('kind', compact.PAIR_HEADS)
+def test_both_pair_heads_are_antisymmetric_and_export_to_onnx(kind, tmp_path):
+    torch.manual_seed(0)
+    config = compact.CompactConfig(frame_size=32, pair_head=kind)
+    out = compact.export_model_dir(compact.CompactCriticNet(config), tmp_path / kind)
+    assert json.loads((out / 'config.json').read_text())['architecture']['pair_head'] == kind
+    critic = CompactCritic.load(out, stagnation_threshold=0.0)
+    a, b, c = scene('right', 0.0, 0), scene('right', 0.5, 0), scene('down', 0.7, 1)
+    deltas = critic.score_pairs([PairQuery(TASKS['right'], x, y)
+                                 for x, y in ((a, b), (b, a), (a, c), (c, a), (b, b))])
+    assert deltas[0] == pytest.approx(-deltas[1], abs=1e-6)
+    assert deltas[2] == pytest.approx(-deltas[3], abs=1e-6)
+    assert deltas[4] == 0.0
+    with pytest.raises(ValueError, match='pair_head'):
+        compact.CompactConfig(pair_head='cosine').validate()
+
+
+def test_pairs_judged_irrelevant_score_exactly_zero():
+    torch.manual_seed(1)
+    config = compact.CompactConfig(frame_size=32, relevance_cutoff=0.5)
+    head = compact.PairHead(config)
+    emb_a, emb_b = torch.randn(64, config.embed_dim), torch.randn(64, config.embed_dim)
+    task = torch.nn.functional.normalize(torch.randn(64, config.text_dim), dim=1)
+    with torch.no_grad():
+        raw, logit = head.raw_and_relevance(emb_a, emb_b, task)
+        delta = head(emb_a, emb_b, task)
+    relevant = torch.sigmoid(logit) >= 0.5
+    assert 0 < relevant.sum() < 64  # both cases occur with random weights
+    assert torch.all(delta[~relevant] == 0.0)
+    torch.testing.assert_close(delta[relevant], torch.tanh(raw[relevant]))
+    # Model directories written before the cutoff existed keep serving without it.
+    old = compact.CompactConfig().to_dict()
+    del old['relevance_cutoff']
+    assert compact.CompactConfig.from_dict(old).relevance_cutoff == 0.0
+    with pytest.raises(ValueError, match='relevance_cutoff'):
+        compact.CompactConfig(relevance_cutoff=1.0).validate()

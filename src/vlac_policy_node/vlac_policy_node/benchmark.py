@@ -160,6 +160,7 @@ def main(argv: list[str] | None = None) -> None:
                         help='also time the vlac backend on a tiny random InternVL checkpoint')
     parser.add_argument('--vlac-model', default='', help='time the vlac backend on this model')
     args = parser.parse_args(argv)
+    args.model = str(pathlib.Path(args.model).resolve())
     direct = direct_figures('compact', args.model, args.device)
     node_figures(args.model, args.device, args.rate, args.seconds, direct)
     vlac_models = [args.vlac_model] if args.vlac_model else []

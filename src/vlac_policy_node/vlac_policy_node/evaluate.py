@@ -118,8 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--camera', type=int, default=224, help='square camera size, px')
     parser.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
     args = parser.parse_args(argv)
-    rates = evaluate(args.model, [t for t in args.tasks.split(',') if t], args.episodes,
-                     args.seed_start, args.arm, args.rate, args.camera, args.device)
+    tasks = [t for t in args.tasks.split(',') if t]
+    rates = evaluate(str(pathlib.Path(args.model).resolve()), tasks, args.episodes,
+                     args.seed_start, str(pathlib.Path(args.arm).resolve()), args.rate,
+                     args.camera, args.device)
     print('overall: ' + ', '.join(f'{t} {r:.0%}' for t, r in rates.items()))
     return 0
 

