@@ -61,7 +61,9 @@ def test_node_process_with_parameter_file_and_in_process_node(ros_graph):
     ros_graph.add_node(Listener())
     ros_graph.wait_for(lambda: received, 10.0, 'latched String')
     assert received[0] == filled(String, 3)
-    assert 'latched 1 message type(s), seed 3' in ros_graph.logs()
+    # The node logs after publishing; under load the line reaches its log file a bit later.
+    ros_graph.wait_for(lambda: 'latched 1 message type(s), seed 3' in ros_graph.logs(), 10.0,
+                       'the publisher log line')
 
 
 def test_wait_for_times_out_with_a_clear_message(ros_graph):
