@@ -43,6 +43,7 @@ from rl_trainer.storage import (
     EpisodeStore,
     StoredEpisode,
     TrainerState,
+    episode_key,
 )
 
 LOG = logging.getLogger(__name__)
@@ -227,6 +228,10 @@ class Learner:
         if created and result is not None:
             self._scalar_episode(result)
         return key, created
+
+    def is_stored(self, robot_id: str, episode_id: str) -> bool:
+        """Whether the episode is already on disk (a re-sent episode is not stored again)."""
+        return self.store.path_of(episode_key(robot_id, episode_id)).exists()
 
     def _scalar_episode(self, result: Any) -> None:
         if self.writer is None:

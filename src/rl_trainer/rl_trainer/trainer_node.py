@@ -3,7 +3,10 @@
 Per robot namespace listed in ``robots`` it subscribes to ``<robot>/transitions``,
 ``<robot>/progress`` and ``<robot>/episode_results`` and publishes ``<robot>/policy_version``
 (vlac_interfaces/PolicyVersion, latched). When an episode result arrives, the node waits
-``settle_time`` for the episode's last transitions and scores, hands the episode to the
+``settle_time``, then until the episode is complete (as many transitions as the result counts
+and a score reaching the episode's end) or ``max_wait`` has passed: the three topics come from
+two processes, and after a restart their history may be replayed in any order and at different
+times. It then hands the episode to the
 ``Learner`` (which writes it to disk before anything else), and a worker trains when enough
 fresh transitions are pending: PPO update, checkpoint, new weights file, PolicyVersion.
 
@@ -34,6 +37,7 @@ from rl_trainer.rewards import RewardOptions
 from vlac_interfaces.msg import EpisodeResult, PolicyVersion, ProgressReward, Transition
 
 PROGRESS_KEPT_S = 600.0  # progress messages kept per robot, seconds of stamps
+END_SCORE_WINDOW_S = 1.0  # a score this close to an episode's end completes its scores
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,9 @@ class TrainerNodeConfig:
         'robot namespaces to learn from (transitions, progress, episode_results)'))
     settle_time: float = field(default=0.5, metadata=doc(
         'wait after an episode result for its last transitions and scores, s'))
+    max_wait: float = field(default=30.0, metadata=doc(
+        'longest wait after settle_time for an incomplete episode (missing transitions or '
+        'scores) before storing what arrived, s'))
     tensorboard: bool = field(default=True, metadata=doc(
         'write TensorBoard scalars to <work_dir>/logs'))
     learner: LearnerConfig = field(default_factory=LearnerConfig)
@@ -56,6 +63,8 @@ class TrainerNodeConfig:
             raise ValueError('robots must list at least one robot namespace')
         if not 0.0 <= self.settle_time <= 60.0:
             raise ValueError(f'settle_time {self.settle_time} s outside 0..60')
+        if not 0.0 <= self.max_wait <= 600.0:
+            raise ValueError(f'max_wait {self.max_wait} s outside 0..600')
         self.learner.validate()
         self.ppo.validate()
         self.rewards.validate()
@@ -132,11 +141,29 @@ class TrainerNode(Node):
         self._wake.set()
 
     # -- worker ----------------------------------------------------------------------------
+    def _complete(self, robot: str, result: EpisodeResult) -> bool:
+        """All of the episode's transitions and a score reaching its end have arrived."""
+        steps = self._transitions.get((robot, result.episode_id), {})
+        if len(steps) < result.steps:
+            return False
+        end = _seconds(result.end_time)
+        return any(_seconds(m.stamp_b) >= end - END_SCORE_WINDOW_S
+                   for m in self._progress[robot])
+
     def _due_episodes(self) -> list:
         now = time.monotonic()
         with self._lock:
-            due = [item for item in self._results if item[0] <= now]
-            self._results = [item for item in self._results if item[0] > now]
+            due, waiting = [], []
+            for item in self._results:
+                ready_at, robot, result = item
+                if now < ready_at:
+                    waiting.append(item)
+                elif self.learner.is_stored(robot, result.episode_id) or \
+                        self._complete(robot, result) or now >= ready_at + self.config.max_wait:
+                    due.append(item)
+                else:
+                    waiting.append(item)
+            self._results = waiting
             episodes = []
             for _, robot, result in due:
                 steps = self._transitions.pop((robot, result.episode_id), {})
@@ -158,6 +185,14 @@ class TrainerNode(Node):
 
     def _ingest_and_train(self) -> None:
         for robot, result, transitions, progress in self._due_episodes():
+            if self.learner.is_stored(robot, result.episode_id):
+                self.get_logger().info(
+                    f'episode {robot}/{result.episode_id} already stored; ignored')
+                continue
+            if len(transitions) < result.steps:
+                self.get_logger().warning(
+                    f'episode {robot}/{result.episode_id}: {len(transitions)} of '
+                    f'{result.steps} transitions arrived within max_wait')
             if not transitions:
                 self.get_logger().warning(f'episode {robot}/{result.episode_id} has no '
                                           'transitions; stored nothing')

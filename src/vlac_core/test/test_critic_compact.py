@@ -120,7 +120,7 @@ def test_load_critic_serves_the_protocol(model_dir):
 
 
 def test_onnx_matches_torch_within_1e_4(model_dir):
-    critic = CompactCritic.load(model_dir, stagnation_threshold=0.0)
+    critic = CompactCritic.load(model_dir, stagnation_threshold=0.0, delta_resolution=0.0)
     net = load_torch_model(model_dir)
     rng = np.random.default_rng(0)
     frames = [scene(t, p, s) for t in TASKS for p in (0.0, 0.3, 0.9) for s in (0, 4)]
@@ -307,3 +307,18 @@ def test_pairs_judged_irrelevant_score_exactly_zero():
     assert compact.CompactConfig.from_dict(old).relevance_cutoff == 0.0
     with pytest.raises(ValueError, match='relevance_cutoff'):
         compact.CompactConfig(relevance_cutoff=1.0).validate()
+
+
+def test_deltas_are_served_in_whole_percent(model_dir):
+    exact = CompactCritic.load(model_dir, stagnation_threshold=0.0, delta_resolution=0.0)
+    served = CompactCritic.load(model_dir, stagnation_threshold=0.0)
+    frames = [scene('right', p, 0) for p in (0.0, 0.1, 0.5, 1.0)] + [scene('down', 0.4, 2)]
+    queries = [PairQuery(TASKS[t], a, b) for t in TASKS for a in frames for b in frames]
+    raw, deltas = exact.score_pairs(queries), served.score_pairs(queries)
+    np.testing.assert_allclose(deltas, np.round(raw * 100) / 100, atol=1e-6)
+    np.testing.assert_allclose(deltas * 100, np.round(deltas * 100), atol=1e-4)
+    rounded = compact.quantize_deltas(np.array([np.nan, 0.004, -0.016]))
+    assert np.isnan(rounded[0]) and rounded.dtype == np.float32
+    np.testing.assert_allclose(rounded[1:], [0.0, -0.02])
+    with pytest.raises(ValueError, match='delta_resolution'):
+        CompactCritic.load(model_dir, delta_resolution=-0.1)

@@ -29,8 +29,10 @@ JOINTS = [f'panda_joint{i}' for i in range(1, 8)] + ['panda_finger_joint1', 'pan
 
 def make_policy(seed: int, poison: bool = False) -> CompactPolicy:
     torch.manual_seed(seed)
+    # A soft keypoint softmax (temperature 1): the random policy's actions stay small, so
+    # the arm stays where inverse kinematics converges for the joint-trajectory adapter.
     net = CompactPolicyNet(PolicyConfig(frame_size=64, channels=(8, 16, 16, 8), embed_dim=32,
-                                        hidden_dim=64))
+                                        hidden_dim=64, keypoint_temperature=1.0))
     if poison:  # finite weights (the loader refuses NaN ones) whose outputs overflow
         with torch.no_grad():
             for parameter in net.parameters():
@@ -239,6 +241,10 @@ def test_hot_swap_and_bad_weight_files(ros_graph, policy_dir, sensors, tmp_path)
         versions.publish(PolicyVersion(version=version, artifact_uri=f'file://{path}',
                                        sha256=sha, backend='compact'))
         time.sleep(1.0)
+    # A log line may reach the log file a moment after the message it reports.
+    ros_graph.wait_for(
+        lambda: ros_graph.logs().count('policy version 1 rejected, keeping version 0') >= 3,
+        15.0, 'three rejections logged')
     logs = ros_graph.logs()
     assert logs.count('policy version 1 rejected, keeping version 0') == 3, logs[-3000:]
     assert all(m.policy_version == 0 for m in transitions.since(0))

@@ -2,10 +2,11 @@
 
   evaluate_policy_node --model MODEL_DIR --tasks press_button,push_red --episodes 20
                        [--seed-start 1000] [--arm config/arms/sim_panda_servo.yaml]
-                       [--rate 10] [--camera 224]
+                       [--rate 10] [--camera 224] [--sample]
 
 On a private loopback DDS domain it starts vlac_sim's ``sim_node`` and ``vlac_policy_node``
-(the given arm configuration, deterministic actions) as separate processes, then per episode:
+(the given arm configuration; the most likely action, or with ``--sample`` actions sampled
+from the policy as it acts during RL) as separate processes, then per episode:
 resets the scene (task, seed), publishes the task sentence, activates the policy node
 (lifecycle), waits for success on the simulator's evaluation-only ground truth topic or the
 task's time limit, and deactivates the node. Ground truth decides success here only: it is
@@ -34,7 +35,8 @@ def _call(graph, client, request, timeout: float = 60.0):
 
 
 def evaluate(model: str, tasks: list[str], episodes: int, seed_start: int, arm: str,
-             rate: float, camera: int, device: str = 'cpu') -> dict[str, float]:
+             rate: float, camera: int, device: str = 'cpu',
+             sample: bool = False) -> dict[str, float]:
     """Run the episodes; return the success rate per task."""
     from lifecycle_msgs.msg import Transition as LifecycleTransition
     from lifecycle_msgs.srv import ChangeState
@@ -58,7 +60,7 @@ def evaluate(model: str, tasks: list[str], episodes: int, seed_start: int, arm: 
         graph.start_node('vlac_policy_node', package='vlac_policy_node',
                          name='vlac_policy_node', namespace='robot_1', params_files=[arm],
                          parameters={'model_path': model, 'device': device, 'rate_hz': rate,
-                                     'deterministic': True, 'dry_run': False})
+                                     'deterministic': not sample, 'dry_run': False})
         node = graph.node
         truth = graph.subscribe(GroundTruth, '/robot_1/eval_only/ground_truth', RELIABLE)
         task_pub = node.create_publisher(String, '/robot_1/task', LATCHED)
@@ -101,7 +103,8 @@ def evaluate(model: str, tasks: list[str], episodes: int, seed_start: int, arm: 
                       flush=True)
             rates[task] = successes / episodes
             print(f'{task}: {successes}/{episodes} = {rates[task]:.0%} success through '
-                  f'vlac_policy_node ({pathlib.Path(arm).name})', flush=True)
+                  f'vlac_policy_node ({pathlib.Path(arm).name}, '
+                  f'{"sampled" if sample else "most likely"} actions)', flush=True)
     return rates
 
 
@@ -117,11 +120,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--rate', type=float, default=10.0, help='control rate, Hz')
     parser.add_argument('--camera', type=int, default=224, help='square camera size, px')
     parser.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
+    parser.add_argument('--sample', action='store_true',
+                        help='sample actions from the policy (as during RL) instead of taking '
+                        'the most likely bins')
     args = parser.parse_args(argv)
     tasks = [t for t in args.tasks.split(',') if t]
     rates = evaluate(str(pathlib.Path(args.model).resolve()), tasks, args.episodes,
                      args.seed_start, str(pathlib.Path(args.arm).resolve()), args.rate,
-                     args.camera, args.device)
+                     args.camera, args.device, args.sample)
     print('overall: ' + ', '.join(f'{t} {r:.0%}' for t, r in rates.items()))
     return 0
 

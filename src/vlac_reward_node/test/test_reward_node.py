@@ -5,10 +5,11 @@ demonstrations the real ``record_dataset`` command records, and loaded by the no
 loading code. Plumbing tests use a briefly trained critic (seconds); the behaviour test needs
 one trained to quality (about a minute on one core).
 
-The behaviour test uses pick-and-place: its done state (the cube on the pad) is plain at the
-96 px the critic sees, and its expert episodes run long enough that the paper's done labels
-(0 below 0.8 T, 1 above 0.95 T) do not fall on the moment of success, as they do in the
-2.4 s button-press episodes. The camera is rendered at the 96 px it was recorded at.
+The behaviour test uses pick-and-place, whose done state (the cube on the pad) is plain at the
+96 px the critic sees. In the 2.4 s button-press episodes the paper's done boundary (label 0
+below 0.8 T) falls on the moment of success, so frames that look pressed carry both labels
+and the done probability hovers about the 0.9 threshold. The camera renders at the 96 px it
+was recorded at.
 """
 
 import pathlib
@@ -80,7 +81,9 @@ class Episode:
         graph.start_node('sim_node', package='vlac_sim', name='sim_node', namespace='robot_1',
                          parameters={'task': TASK, 'seed': 100, 'cameras.camera.rate_hz': 15.0,
                                      **{f'cameras.camera.{k}': v for k, v in CAMERA.items()}})
-        self.node = reward_node(graph, critic_dir)
+        # Done must hold for 1 s: a cube held a centimetre above the pad looks placed at 96 px,
+        # and a loaded machine can stall the operator there for a few frames.
+        self.node = reward_node(graph, critic_dir, done_debounce=5)
         self.progress = graph.subscribe(ProgressReward, '/robot_1/progress', RELIABLE)
         self.truth = graph.subscribe(GroundTruth, '/robot_1/eval_only/ground_truth', RELIABLE)
         self.task_pub = graph.node.create_publisher(String, '/robot_1/task', LATCHED)
@@ -102,14 +105,27 @@ class Episode:
         self.hand_over(seed, behaviour)
 
     def hand_over(self, seed: int, behaviour: str) -> int:
-        """Replace the operator mid-episode (no reset); return the rewards published so far."""
+        """Replace the operator mid-episode (no reset) and wait until it acts.
+
+        Returns the number of rewards published before the new operator took over.
+        """
         if self.operator is not None:
             self.operator.stop()
         published = self.progress.count()
-        self.operator = self.graph.start_node(
+        self.operator = operator = self.graph.start_node(
             'expert_teleop', package='vlac_sim', name='expert_teleop', namespace='robot_1',
             parameters={'behaviour': behaviour, 'seed': seed})
+        # Starting a node takes seconds on a loaded machine; time the behaviour from its start.
+        self.graph.wait_for(lambda: 'operator script restarted' in operator.output(), 30.0,
+                            f'{behaviour} operator acting')
         return published
+
+    def trace(self) -> str:
+        """The published (delta, value, done probability) and the ground truth, for failures."""
+        rows = [f'{m.delta:+.2f} {m.value:.2f} {m.done_probability:.2f}'
+                for m in self.progress.messages]
+        truth = [f'{m.progress:.2f}{"S" if m.success else ""}' for m in self.truth.messages]
+        return f'rewards (delta value done_p): {rows}\nground truth: {truth[::5]}'
 
     def deltas(self, since: int = 0) -> np.ndarray:
         return np.array([m.delta for m in list(self.progress.messages)[since:]])
@@ -119,15 +135,21 @@ def test_value_rises_to_done_stalls_and_goes_negative(ros_graph, tmp_path):
     episode = Episode(ros_graph, train_critic(tmp_path, episodes=24, epochs=30))
     # The expert: the value rises and done is declared once the cube is on the pad.
     episode.start(seed=101, behaviour='expert')
-    ros_graph.wait_for(lambda: episode.progress.last.done, 40.0, 'critic done')
+    try:
+        ros_graph.wait_for(lambda: episode.progress.last.done, 40.0, 'critic done')
+    except TimeoutError as err:
+        raise AssertionError(episode.trace()) from err
     assert episode.truth.last.success or episode.truth.messages[-5].success
     values = [m.value for m in episode.progress.messages]
     assert values[-1] > 0.6 and values[-1] > values[0] + 0.4, values
     first = episode.progress.messages[0]
     assert first.task == INSTRUCTION and first.model_id.startswith('compact:')
-    gap = (first.stamp_b.sec + first.stamp_b.nanosec * 1e-9) - \
-        (first.stamp_a.sec + first.stamp_a.nanosec * 1e-9)
-    assert 0.19 < gap < 0.5  # stride in seconds of frame stamps
+    # Pairs are a stride apart in seconds of frame stamps (never less than 0.9 stride; more
+    # when a loaded machine drops camera frames, as right after a reset).
+    gaps = np.array([(m.stamp_b.sec + m.stamp_b.nanosec * 1e-9)
+                     - (m.stamp_a.sec + m.stamp_a.nanosec * 1e-9)
+                     for m in episode.progress.messages])
+    assert gaps.min() > 0.17 and 0.19 < np.median(gaps) < 0.5, gaps
     # An operator undoing the task (takes the cube off the pad and carries it away): the
     # deltas go negative. Regression is what the paper's negative samples teach; a reversed
     # operator starting from the reset pose shows no progress to undo, and a critic trained
@@ -135,10 +157,11 @@ def test_value_rises_to_done_stalls_and_goes_negative(ros_graph, tmp_path):
     since = episode.hand_over(seed=103, behaviour='reversed')
     time.sleep(5.0)
     deltas = episode.deltas(since)
-    assert len(deltas) >= 15 and deltas.sum() < -0.1 and np.mean(deltas) < 0, deltas
+    # 0.2 s stride on a 15 Hz camera: 3.6 pairs/s measured idle, fewer on a loaded machine.
+    assert len(deltas) >= 8 and deltas.sum() < -0.1 and np.mean(deltas) < 0, deltas
     # A stalled operator: the deltas stay near zero and no done.
     episode.start(seed=102, behaviour='stalled')
-    time.sleep(6.0)
+    time.sleep(7.0)  # it moves for up to 3 s, then holds
     deltas = episode.deltas()
     assert np.mean(np.abs(deltas[-15:])) < 0.05, deltas
     assert not episode.progress.last.done

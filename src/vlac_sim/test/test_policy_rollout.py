@@ -71,10 +71,12 @@ def test_replaying_derived_actions_reproduces_the_demonstration(tmp_path, task_n
     finally:
         scene.close()
     assert outcome.success
-    states = np.array(replay.states[:len(episode)])
-    assert np.abs(states[:, :3] - episode.states[:, :3]).max() < 0.005  # m, open loop
-    angles = np.abs((states[:, 3:6] - episode.states[:, 3:6] + math.pi) % (2 * math.pi)
-                    - math.pi)
+    # The rollout stops at success; the demonstration goes on until the arm has withdrawn.
+    n = min(len(replay.states), len(episode))
+    assert n >= 0.6 * len(episode), (len(replay.states), len(episode))
+    states, demo = np.array(replay.states[:n]), episode.states[:n]
+    assert np.abs(states[:, :3] - demo[:, :3]).max() < 0.005  # m, open loop
+    angles = np.abs((states[:, 3:6] - demo[:, 3:6] + math.pi) % (2 * math.pi) - math.pi)
     assert angles.max() < 0.05  # rad
 
 

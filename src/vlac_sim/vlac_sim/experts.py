@@ -218,6 +218,14 @@ class ScriptedExpert:
         """True once the operator has finished its script and only holds still."""
         return self.phase == 'done'
 
+    @property
+    def settled(self) -> bool:
+        """True once the script has nothing left to do but hold.
+
+        That is: done, or pressing (press_button, whose success needs the button held down).
+        """
+        return self.done or (self.task_name == 'press_button' and self.phase == 'press')
+
     # -- common pieces ---------------------------------------------------------------------
     def _enter(self, phase: str, obs: ExpertObservation) -> None:
         self.phase, self.phase_started = phase, obs.time
@@ -512,9 +520,11 @@ def run_offline_episode(scene: PandaScene, controller: ArmController, task: Task
     Each control period: observe, act, send the twist and gripper width to the controller,
     ``controller.update``, ``scene.step``, then ``on_step(step_index, scene, command,
     progress)``. Stops at ``max_duration`` (default: the task's) or on success. An ``'expert'``
-    episode keeps running until success has held for ``SETTLE_AFTER_SUCCESS`` seconds, so it
-    shows the task completed and a momentary success (a cube sliding across the pad edge) does
-    not end it. Time is a local clock starting at 0 s.
+    episode keeps running until its script has settled (the arm withdrawn and holding still,
+    or holding the button down) and success has held for ``SETTLE_AFTER_SUCCESS`` seconds
+    since, so it ends as a live operator's demonstration does (a critic trained on it has seen
+    the withdrawn arm beside the completed task) and a momentary success (a cube sliding
+    across the pad edge) does not end it. Time is a local clock starting at 0 s.
     """
     task = get_task(task) if isinstance(task, str) else task
     if control_dt <= 0.0:
@@ -526,7 +536,7 @@ def run_offline_episode(scene: PandaScene, controller: ArmController, task: Task
         on_start(start)
     expert.reset()
     trace: list[float] = []
-    success_since: float | None = None  # start of the current run of successful steps
+    settled_since: float | None = None  # start of the current run of finished, successful steps
     success, steps = task.success(scene, start), 0
     for step in range(max(1, int(round(limit / control_dt)))):
         now = step * control_dt
@@ -541,14 +551,14 @@ def run_offline_episode(scene: PandaScene, controller: ArmController, task: Task
         if on_step is not None:
             on_step(step, scene, command, progress)
         success = task.success(scene, start)
-        if not success:
-            success_since = None
-            continue
-        if expert.behaviour != 'expert':
+        if success and expert.behaviour != 'expert':
             break
-        if success_since is None:
-            success_since = now
-        if now - success_since >= SETTLE_AFTER_SUCCESS - 1e-9:
+        if not (success and expert.settled):
+            settled_since = None
+            continue
+        if settled_since is None:
+            settled_since = now
+        if now - settled_since >= SETTLE_AFTER_SUCCESS - 1e-9:
             break
     return EpisodeOutcome(success=bool(success), steps=steps, duration=steps * control_dt,
                           final_progress=trace[-1] if trace else 0.0, progress=trace)

@@ -78,6 +78,9 @@ ONNX_FILES = {'encoder': 'frame_encoder.onnx', 'pair': 'pair_head.onnx',
               'done': 'done_head.onnx'}
 ONNX_TOLERANCE = 1e-4
 PAIR_HEADS = ('pairwise', 'potential')
+# Served deltas are rounded to whole percent, as the VLAC model writes its scores. A residual
+# of a thousandth is no judgement, yet the value accumulation ranks it as progress.
+DELTA_RESOLUTION = 0.01
 
 
 @dataclass
@@ -409,6 +412,11 @@ class SentenceEncoder:
         self.device = device
         self._cache: dict[str, np.ndarray] = {}
 
+    def load(self) -> 'SentenceEncoder':
+        """Load the text model now (seconds: transformers and the weights), not at first use."""
+        _text_model(self.device)
+        return self
+
     def encode(self, sentences: Sequence[str]) -> np.ndarray:
         """Return (N, 384) float32 L2-normalised mean-pooled embeddings."""
         missing = sorted({s for s in sentences if s not in self._cache})
@@ -425,6 +433,14 @@ class SentenceEncoder:
                 self._cache[sentence] = vector.astype(np.float32)
         return np.stack([self._cache[s] for s in sentences]) if len(sentences) else \
             np.zeros((0, TEXT_DIM), np.float32)
+
+
+def quantize_deltas(deltas: np.ndarray, resolution: float = DELTA_RESOLUTION) -> np.ndarray:
+    """Float32 deltas rounded to multiples of ``resolution`` (0: unchanged); NaN stays NaN."""
+    deltas = np.asarray(deltas, np.float32)
+    if resolution <= 0:
+        return deltas
+    return (np.round(deltas / resolution) * resolution).astype(np.float32)
 
 
 # -- frames -----------------------------------------------------------------------------------
@@ -581,12 +597,14 @@ class CompactCritic:
 
     def __init__(self, path: pathlib.Path, config: dict[str, Any], sessions: dict[str, Any],
                  model_id: str, text: SentenceEncoder, cache_size: int = 1024,
-                 stagnation_threshold: float = 0.0) -> None:
+                 stagnation_threshold: float = 0.0,
+                 delta_resolution: float = DELTA_RESOLUTION) -> None:
         self.path = path
         self.config = config
         self.architecture = CompactConfig.from_dict(config['architecture'])
         self.model_id = model_id
         self.stagnation_threshold = stagnation_threshold
+        self.delta_resolution = delta_resolution
         self._sessions = sessions
         self._text = text
         # frame hash -> (embedding, frame resized to the model's input), least recent first
@@ -597,7 +615,8 @@ class CompactCritic:
     @classmethod
     def load(cls, path: os.PathLike, device: str = 'cpu',
              providers: Sequence[str] | None = None, cache_size: int = 1024,
-             threads: int = 2, stagnation_threshold: float | None = None) -> 'CompactCritic':
+             threads: int = 2, stagnation_threshold: float | None = None,
+             delta_resolution: float = DELTA_RESOLUTION) -> 'CompactCritic':
         """Load a model directory; FileNotFoundError/ValueError naming the path if bad.
 
         ``device`` 'cpu' (default), 'cuda[:N]' or 'auto' picks the ONNX Runtime provider
@@ -622,6 +641,8 @@ class CompactCritic:
         if not 0.0 <= stagnation_threshold <= 1.0:
             raise ValueError(f'stagnation_threshold must be in [0, 1], got '
                              f'{stagnation_threshold}')
+        if not 0.0 <= delta_resolution <= 0.5:
+            raise ValueError(f'delta_resolution must be in [0, 0.5], got {delta_resolution}')
         digest = _sha256(path / WEIGHTS_FILE)
         if config.get('weights_sha256') not in (None, digest):
             raise ValueError(f'{path / WEIGHTS_FILE} does not match {path / CONFIG_FILE} '
@@ -643,7 +664,8 @@ class CompactCritic:
         text_device = 'cuda' if any('CUDA' in str(p) for p in chosen) \
             and torch.cuda.is_available() else 'cpu'
         return cls(path, config, sessions, f'compact:{digest[:12]}',
-                   SentenceEncoder(text_device), cache_size, stagnation_threshold)
+                   SentenceEncoder(text_device).load(), cache_size, stagnation_threshold,
+                   delta_resolution)
 
     # -- embeddings ---------------------------------------------------------------------------
     def _lookup(self, frames: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -711,7 +733,7 @@ class CompactCritic:
                 pixel_difference(a[1], b[1]) < self.stagnation_threshold
                 for a, b in zip(entries[:n], entries[n:], strict=True)])
             delta[stagnant] = 0.0
-        return delta
+        return quantize_deltas(delta, self.delta_resolution)
 
     def done_probability(self, queries: Sequence[DoneQuery]) -> np.ndarray:
         """Float32 probabilities that each task is complete, shape (N,), in [0, 1]."""

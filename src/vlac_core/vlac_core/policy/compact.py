@@ -5,9 +5,9 @@ Model (``CompactPolicyNet``):
 - Each camera image is resized to ``frame_size`` squares and embedded by the compact critic's
   ``FrameEncoder`` (convolutions ending in spatial-softmax keypoints: where things are), one
   encoder shared by all cameras; the embeddings are concatenated in camera order. The keypoint
-  softmax has a learned temperature (initially ``keypoint_temperature``): sharp keypoints
-  localise small objects (a 4 cm cube is 4 pixels) far sooner than the flat softmax of
-  untrained convolutions.
+  softmax has a learned inverse temperature (initially ``keypoint_temperature``), so that
+  keypoints can be sharp from the start (a 4 cm cube is 4 pixels at 80 px); in a 3-epoch
+  comparison on the simulator data it localised slightly better than the plain softmax.
 - State features: the end-effector position normalised by the training data's mean and
   standard deviation (``position_mean``, ``position_std``), sine and cosine of roll, pitch and
   yaw (a gripper pointing down sits at roll = +-pi, where the angle itself jumps) and the
@@ -101,11 +101,11 @@ class PolicyConfig:
 
     """
 
-    frame_size: int = 96
+    frame_size: int = 80
     num_cameras: int = 1
     encoder: str = 'keypoints'
-    keypoint_temperature: float = 1.0
-    channels: tuple[int, int, int, int] = (24, 48, 64, 32)
+    keypoint_temperature: float = 10.0
+    channels: tuple[int, int, int, int] = (16, 32, 32, 32)
     embed_dim: int = 128
     hidden_dim: int = 256
     text_dim: int = TEXT_DIM
@@ -477,6 +477,7 @@ class CompactPolicy:
                 out.write(data)
                 out.flush()
                 os.fsync(out.fileno())
+            os.chmod(staging, 0o644)  # mkstemp makes 0600; weights are no secret
             os.replace(staging, path)
         except BaseException:
             pathlib.Path(staging).unlink(missing_ok=True)

@@ -14,8 +14,9 @@ squared error of the value head against the share of the episode still to go, pl
 keyframe's position relative to the current one (where the demonstrator grasped, released or
 finished: it makes the encoder find the objects from the recorded poses alone). The held-out
 loss is the exact (unsoftened) negative log-likelihood of the held-out tokens; it is computed
-before training too, so the card shows what training bought. Augmentation: random image shifts
-and brightness, Gaussian noise on the state's position.
+before training too, so the card shows what training bought. Augmentation: brightness,
+Gaussian noise on the state's position and, optionally, image shifts (off by default: with a
+fixed camera a shifted image shows the objects elsewhere while the label stays).
 
 TensorBoard scalars go to ``MODEL_DIR/tensorboard`` (``losses/*``, ``metrics/*``,
 ``charts/*``). The model directory (config.json, policy.safetensors, model_card.md,
@@ -99,7 +100,7 @@ class BCConfig:
     label_sigma: float = 1.0
     value_weight: float = 0.1
     subgoal_weight: float = 1.0
-    shift: int = 1
+    shift: int = 0
     brightness: float = 0.1
     state_noise: float = 0.005
     successful_only: bool = True
@@ -270,10 +271,11 @@ def _model_card(config: BCConfig, data_dirs: Sequence[str], data: BCDataset,
 
 CNN (spatial-softmax keypoints) on {arch.num_cameras} camera image(s) at {arch.frame_size} px,
 end-effector state and the task sentence's all-MiniLM-L6-v2 embedding (FiLM) -> one categorical
-distribution per action dimension ({arch.translation_bins} bins over +-{arch.translation_limit} m
-per {arch.control_period} s for dx dy dz, {arch.rotation_bins} bins over +-{arch.rotation_limit}
-rad for droll dpitch dyaw, gripper close/open) and a value head. Backend `compact` of
-`vlac_core.policy`; weights `policy.safetensors`, architecture and bins in `config.json`.
+distribution per action dimension and a value head. Bins per {arch.control_period} s control
+period: {arch.translation_bins} over +-{arch.translation_limit} m (dx dy dz),
+{arch.rotation_bins} over +-{arch.rotation_limit} rad (droll dpitch dyaw), close/open (gripper).
+Backend `compact` of `vlac_core.policy`; weights `policy.safetensors`, architecture and bins in
+`config.json`.
 
 ## Data
 Bags under: {', '.join(data_dirs)}. Samples every {config.period} s as
@@ -299,11 +301,10 @@ nll: negative log-likelihood of the demonstrated tokens (nats, summed over the 7
 token/gripper accuracy and action errors of the most likely bins.
 
 ## Training
-{config.epochs} epochs, batch {config.batch_size}, AdamW lr {config.lr} (one cycle), soft
-targets sigma {config.label_sigma} bins, value weight {config.value_weight}, subgoal weight
-{config.subgoal_weight}, image shift
-{config.shift} px, brightness {config.brightness}, state noise {config.state_noise} m;
-{seconds:.0f} s on {config.threads} CPU thread(s).
+{config.epochs} epochs, batch {config.batch_size}, AdamW lr {config.lr} (one cycle), soft targets
+sigma {config.label_sigma} bins, value weight {config.value_weight}, subgoal weight
+{config.subgoal_weight}, image shift {config.shift} px, brightness {config.brightness}, state
+noise {config.state_noise} m; {seconds:.0f} s on {config.threads} CPU thread(s).
 
 ## Closed-loop success
 Not measured by training: run `evaluate_policy --model DIR` (vlac_sim) for success rates.
