@@ -22,14 +22,16 @@ from launch import LaunchDescription
 
 def generate_launch_description():
     share = get_package_share_directory('vlac_bringup')
+    namespace = LaunchConfiguration('namespace')
     work = LaunchConfiguration('work_dir')
     weights = PathJoinSubstitution([work, 'weights'])
     sim = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(os.path.join(share, 'launch', 'sim.launch.py')),
-        launch_arguments={'task': LaunchConfiguration('task')}.items())
+        launch_arguments={'namespace': namespace, 'task': LaunchConfiguration('task')}.items())
     robot = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(os.path.join(share, 'launch', 'robot.launch.py')),
-        launch_arguments={'policy_model': LaunchConfiguration('policy_model'),
+        launch_arguments={'namespace': namespace,
+                          'policy_model': LaunchConfiguration('policy_model'),
                           'critic_model': LaunchConfiguration('critic_model'),
                           'weights_dir': weights,
                           'episodes_dir': PathJoinSubstitution([work, 'robot_episodes'])
@@ -37,9 +39,12 @@ def generate_launch_description():
     trainer = Node(package='rl_trainer', executable='trainer_node', name='trainer_node',
                    output='screen',
                    parameters=[os.path.join(share, 'config', 'loop.yaml'),
-                               {'learner.model_path': LaunchConfiguration('policy_model'),
+                               {'robots': [[namespace]],  # a list of one string, not one string
+                                'learner.model_path': LaunchConfiguration('policy_model'),
                                 'learner.work_dir': work, 'learner.weights_dir': weights}])
     return LaunchDescription([
+        DeclareLaunchArgument('namespace', default_value='robot_1',
+                              description='robot namespace (the trainer learns from it)'),
         DeclareLaunchArgument('task', default_value='press_button'),
         DeclareLaunchArgument('policy_model', description='initial policy model directory'),
         DeclareLaunchArgument('critic_model', description='critic model directory'),

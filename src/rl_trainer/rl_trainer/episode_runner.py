@@ -34,12 +34,12 @@ from lifecycle_msgs.msg import Transition as LifecycleTransition
 from lifecycle_msgs.srv import ChangeState, GetState
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Header, String
 from vlac_core.bags import BagWriter
 from vlac_core.config import doc
+from vlac_core.ros.executor import ResponsiveExecutor
 from vlac_core.ros.params import declare_dataclass
 from vlac_core.ros.qos import LATCHED, RELIABLE, RESULTS, SENSOR
 from vlac_core.ros.spin import run_node
@@ -344,7 +344,7 @@ class EpisodeRunner(Node):
 
 def main(args: list[str] | None = None) -> None:
     """Console entry point: ``ros2 run rl_trainer episode_runner``."""
-    run_node(EpisodeRunner, args, lambda: MultiThreadedExecutor(num_threads=4))
+    run_node(EpisodeRunner, args, lambda: ResponsiveExecutor(num_threads=4))
 
 
 if __name__ == '__main__':

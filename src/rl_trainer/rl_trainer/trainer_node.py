@@ -24,9 +24,9 @@ import time
 
 from builtin_interfaces.msg import Time
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from vlac_core.config import doc
+from vlac_core.ros.executor import ResponsiveExecutor
 from vlac_core.ros.params import declare_dataclass
 from vlac_core.ros.qos import LATCHED, PROGRESS, RESULTS, TRANSITIONS
 from vlac_core.ros.spin import run_node
@@ -234,7 +234,7 @@ class TrainerNode(Node):
 
 def main(args: list[str] | None = None) -> None:
     """Console entry point: ``ros2 run rl_trainer trainer_node``."""
-    run_node(TrainerNode, args, lambda: MultiThreadedExecutor(num_threads=3))
+    run_node(TrainerNode, args, lambda: ResponsiveExecutor(num_threads=3))
 
 
 if __name__ == '__main__':

@@ -19,6 +19,7 @@ import torch
 from vlac_core.policy.compact import CompactPolicy, CompactPolicyNet, PolicyConfig, save_model_dir
 from vlac_core.ros.images import numpy_to_image
 from vlac_core.ros.qos import LATCHED, RELIABLE, SENSOR
+from vlac_policy_node.benchmark import node_figures
 
 from vlac_interfaces.msg import PolicyVersion, Transition
 
@@ -262,3 +263,13 @@ def test_hot_swap_and_bad_weight_files(ros_graph, policy_dir, sensors, tmp_path)
     stamps = [m.action_stamp.sec + m.action_stamp.nanosec * 1e-9
               for m in items[max(0, swap - 5):swap + 5]]
     assert max(np.diff(stamps)) < 0.15, f'missed tick around the swap: {np.diff(stamps)}'
+
+
+def test_the_control_loop_keeps_30_hz_under_a_30_hz_camera_and_100_hz_states(policy_dir):
+    """The benchmark's driver, shortened: the loop keeps its rate while the sensors stream.
+
+    With rclpy 7.x's stock MultiThreadedExecutor this node managed 1-3 of the 30 commands/s
+    (see vlac_core.ros.executor); the bound leaves room for a loaded CI machine.
+    """
+    figures = node_figures(str(policy_dir), 'cpu', 30.0, 5.0, direct_s=1e-3)
+    assert figures and figures['commands_per_s'] >= 20.0, figures

@@ -49,8 +49,13 @@ def direct_figures(backend: str, model: str, device: str, repeats: int = 60) -> 
     return float(np.percentile(ms, 50)) / 1e3
 
 
-def node_figures(model: str, device: str, rate: float, seconds: float, direct_s: float) -> None:
-    """Drive vlac_policy_node with a 30 Hz camera and measure its control loop."""
+def node_figures(model: str, device: str, rate: float, seconds: float,
+                 direct_s: float) -> dict[str, float]:
+    """Drive vlac_policy_node with a 30 Hz camera, print its control loop's figures.
+
+    Returns them: commands_per_s, jitter_p50/p99 (% of the period), latency_p50/p99 (ms),
+    work_p50 (s); empty if the node made fewer than 3 control steps.
+    """
     from geometry_msgs.msg import PoseStamped, TwistStamped
     from sensor_msgs.msg import Image, JointState
     from std_msgs.msg import String
@@ -128,13 +133,19 @@ def node_figures(model: str, device: str, rate: float, seconds: float, direct_s:
                 next_frame += frame_period
             time.sleep(max(0.0, min(next_frame, next_state) - time.perf_counter()))
         window = time.perf_counter() - window_start
+        print(f'driver: {sent / (time.perf_counter() - start):.1f} camera frames/s published',
+              flush=True)
         time.sleep(0.5)
+        problems = [line for line in graph.logs().splitlines()
+                    if '[ERROR]' in line or '[WARN]' in line]
+        for line in problems[-10:]:
+            print(f'node log: {line}', flush=True)
     with lock:
         commands, work_s, stamp_pairs = len(received), np.array(work), np.array(stamps)
     if len(stamp_pairs) < 3:
         print(f'node: only {len(stamp_pairs)} control steps in {window:.1f} s; nothing to '
               'report (see the node log above)', flush=True)
-        return
+        return {}
     period = 1.0 / rate
     jitter = np.abs(np.diff(stamp_pairs[:, 0]) - period) / period * 100.0
     # Latency: action stamp minus observation stamp, plus DDS delivery (measured separately
@@ -147,6 +158,10 @@ def node_figures(model: str, device: str, rate: float, seconds: float, direct_s:
           f'p99 {np.percentile(latency, 99):.1f} ms; work per tick p50 '
           f'{np.median(work_s) * 1e3:.2f} ms; overhead vs the policy called directly '
           f'{np.median(work_s) / direct_s:.2f}x', flush=True)
+    return {'commands_per_s': commands / window, 'jitter_p50': float(np.percentile(jitter, 50)),
+            'jitter_p99': float(np.percentile(jitter, 99)),
+            'latency_p50': float(np.percentile(latency, 50)),
+            'latency_p99': float(np.percentile(latency, 99)), 'work_p50': float(np.median(work_s))}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -39,12 +39,12 @@ from geometry_msgs.msg import PoseStamped, Vector3
 import numpy as np
 import pinocchio as pin
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Header, String
 from std_srvs.srv import Trigger
 from vlac_core.policy.base import PolicyError, PolicyObservation, load_policy
+from vlac_core.ros.executor import ResponsiveExecutor
 from vlac_core.ros.images import ImageEncodingError, image_to_rgb
 from vlac_core.ros.params import declare_dataclass, read_dataclass
 from vlac_core.ros.qos import LATCHED, RELIABLE, SENSOR, TRANSITIONS
@@ -557,7 +557,7 @@ def _delta_msg(action, header: Header) -> DeltaAction:
 
 def main(args: list[str] | None = None) -> None:
     """Console entry point: ``ros2 run vlac_policy_node vlac_policy_node``."""
-    run_node(PolicyNode, args, lambda: MultiThreadedExecutor(num_threads=4))
+    run_node(PolicyNode, args, lambda: ResponsiveExecutor(num_threads=4))
 
 
 if __name__ == '__main__':

@@ -29,12 +29,12 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 import numpy as np
 from rclpy.action import ActionServer
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header, String
 from std_srvs.srv import Trigger
 from vlac_core.critic import DoneQuery, PairQuery, accumulate_values, load_critic
+from vlac_core.ros.executor import ResponsiveExecutor
 from vlac_core.ros.images import ImageEncodingError, image_to_rgb, numpy_to_image
 from vlac_core.ros.params import declare_dataclass, read_dataclass
 from vlac_core.ros.qos import LATCHED, PROGRESS, RELIABLE, SENSOR
@@ -378,7 +378,7 @@ class RewardNode(LifecycleNode):
 
 def main(args: list[str] | None = None) -> None:
     """Run the node until interrupted (inference and camera in their own threads)."""
-    run_node(RewardNode, args, lambda: MultiThreadedExecutor(num_threads=3))
+    run_node(RewardNode, args, lambda: ResponsiveExecutor(num_threads=3))
 
 
 if __name__ == '__main__':
