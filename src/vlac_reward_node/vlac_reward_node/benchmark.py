@@ -100,7 +100,11 @@ def node_figures(model: str, device: str, seconds: float, direct_s: float) -> No
         camera = graph.node.create_publisher(Image, 'camera/image_raw', SENSOR)
         task = graph.node.create_publisher(String, 'task', LATCHED)
         task.publish(String(data='press the yellow button'))
-        graph.wait_for_subscribers('camera/image_raw', timeout=60.0)
+        try:
+            graph.wait_for_subscribers('camera/image_raw', timeout=60.0)
+        except TimeoutError:
+            print(graph.logs()[-3000:], flush=True)
+            raise
         rng = np.random.default_rng(1)
         pool = [numpy_to_image(rng.integers(0, 255, (224, 224, 3), dtype=np.uint8), 'rgb8')
                 for _ in range(30)]
@@ -144,6 +148,7 @@ def main(argv: list[str] | None = None) -> None:
                         help='also time the vlac backend on a tiny random InternVL checkpoint')
     parser.add_argument('--vlac-model', default='', help='time the vlac backend on this model')
     args = parser.parse_args(argv)
+    args.model = str(pathlib.Path(args.model).resolve())  # the node runs in another folder
     direct = library_figures(args.model, args.device)
     node_figures(args.model, args.device, args.seconds, direct)
     vlac_models = [args.vlac_model] if args.vlac_model else []
