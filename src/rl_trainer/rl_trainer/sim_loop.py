@@ -30,6 +30,7 @@ def start_trainer(graph, policy: pathlib.Path, work: pathlib.Path, **parameters)
     """trainer_node learning from robot_1, its files under ``work``."""
     return graph.start_node('trainer_node', package='rl_trainer', name='trainer_node',
                             parameters={'robots': [NAMESPACE], 'settle_time': 1.0,
+                                        'ppo.target_kl': 0.05,  # as config/loop.yaml
                                         'learner.work_dir': str(work),
                                         'learner.weights_dir': str(work / 'weights'),
                                         'learner.model_path': str(policy), **parameters})
