@@ -4,12 +4,12 @@
 
 1. Library: compact critic pairs/s at batch sizes 1, 8 and 32 (new frames every call, so the
    frame encoder runs), and per-reward time (one pair + one done query, as the node does).
-2. Node over real DDS (loopback, private domain): a 30 Hz 224x224 rgb8 camera published from
-   this process, vlac_reward_node in its own process at a 0.1 s stride. Frame-to-reward latency
-   (reward receipt minus the scored frame's capture stamp) p50/p99, reward rate, dropped frames,
-   and the node's overhead against calling the library directly (same frames, same run): the
-   model call inside the node against the direct call, and the whole frame-to-reward latency
-   against the direct call.
+2. Node over real DDS (loopback, private domain): a 30 Hz 224x224 rgb8 camera (every frame
+   new) published from this process, vlac_reward_node in its own process at a 0.1 s stride.
+   Frame-to-reward latency (reward receipt minus the scored frame's capture stamp) p50/p99,
+   reward rate, dropped frames, and the node's overhead against calling the library directly
+   (same kind of frames, same run): the model call inside the node against the direct call,
+   and the whole frame-to-reward latency against the direct call.
 3. With --vlac-tiny: the vlac backend on a tiny random InternVL checkpoint (ms per pair).
    (A full-size 2B model is timed on a GPU machine with --vlac-model DIR --device cuda.)
 """
@@ -106,8 +106,9 @@ def node_figures(model: str, device: str, seconds: float, direct_s: float) -> No
             print(graph.logs()[-3000:], flush=True)
             raise
         rng = np.random.default_rng(1)
-        pool = [numpy_to_image(rng.integers(0, 255, (224, 224, 3), dtype=np.uint8), 'rgb8')
-                for _ in range(30)]
+        # Every frame is new (one pixel of a pool frame changed), as from a real camera: the
+        # node's frame-embedding cache never hits, so the encoder runs as in library_figures.
+        pool = [rng.integers(0, 255, (224, 224, 3), dtype=np.uint8) for _ in range(30)]
         period, sent = 1.0 / 30.0, 0
         start = next_tick = time.perf_counter()
         warmup_until = start + 2.0
@@ -117,7 +118,9 @@ def node_figures(model: str, device: str, seconds: float, direct_s: float) -> No
                 inference.clear()
                 warmup_until = 0.0
                 measured_from = time.perf_counter()
-            msg = pool[sent % len(pool)]
+            frame = pool[sent % len(pool)].copy()
+            frame[0, 0] = (sent % 251, sent // 251 % 251, sent // 63001 % 251)
+            msg = numpy_to_image(frame, 'rgb8')
             msg.header.stamp = graph.node.get_clock().now().to_msg()
             camera.publish(msg)
             sent += 1
