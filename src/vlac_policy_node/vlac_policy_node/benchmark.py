@@ -133,6 +133,8 @@ def node_figures(model: str, device: str, rate: float, seconds: float,
                 next_frame += frame_period
             time.sleep(max(0.0, min(next_frame, next_state) - time.perf_counter()))
         window = time.perf_counter() - window_start
+        with lock:
+            commands = len(received)  # those received within the window only
         print(f'driver: {sent / (time.perf_counter() - start):.1f} camera frames/s published',
               flush=True)
         time.sleep(0.5)
@@ -141,7 +143,7 @@ def node_figures(model: str, device: str, rate: float, seconds: float,
         for line in problems[-10:]:
             print(f'node log: {line}', flush=True)
     with lock:
-        commands, work_s, stamp_pairs = len(received), np.array(work), np.array(stamps)
+        work_s, stamp_pairs = np.array(work), np.array(stamps)
     if len(stamp_pairs) < 3:
         print(f'node: only {len(stamp_pairs)} control steps in {window:.1f} s; nothing to '
               'report (see the node log above)', flush=True)
