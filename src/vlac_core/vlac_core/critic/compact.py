@@ -200,7 +200,7 @@ class FrameEncoder(nn.Module):
         return self.project(features)
 
 
-class _Film(nn.Module):
+class FilmLinear(nn.Module):
     """Linear layer whose output is scaled and shifted per task: relu(W x (1 + g) + b)."""
 
     def __init__(self, in_dim: int, out_dim: int, text_dim: int, task_dim: int = 128) -> None:
@@ -210,6 +210,7 @@ class _Film(nn.Module):
                                   nn.Linear(task_dim, 2 * out_dim))
 
     def forward(self, x: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
+        """The modulated layer's output for inputs ``x`` and task embeddings ``task``."""
         gamma, beta = self.film(task).chunk(2, dim=-1)
         return torch.relu(self.linear(x) * (1.0 + gamma) + beta)
 
@@ -232,10 +233,10 @@ class PairHead(nn.Module):
         cutoff = config.relevance_cutoff
         self.cutoff_logit = float(np.log(cutoff / (1.0 - cutoff))) if cutoff > 0 else None
         width = config.embed_dim if self.potential else 3 * config.embed_dim
-        self.film = _Film(width, config.hidden_dim, config.text_dim)
+        self.film = FilmLinear(width, config.hidden_dim, config.text_dim)
         self.mlp = nn.Sequential(nn.Linear(config.hidden_dim, config.hidden_dim), nn.ReLU(),
                                  nn.Linear(config.hidden_dim, 1))
-        self.gate_film = _Film(3 * config.embed_dim, config.hidden_dim, config.text_dim)
+        self.gate_film = FilmLinear(3 * config.embed_dim, config.hidden_dim, config.text_dim)
         self.gate = nn.Linear(config.hidden_dim, 1)
 
     @staticmethod
@@ -297,7 +298,7 @@ class DoneHead(nn.Module):
 
     def __init__(self, config: CompactConfig) -> None:
         super().__init__()
-        self.film = _Film(config.embed_dim, config.hidden_dim, config.text_dim)
+        self.film = FilmLinear(config.embed_dim, config.hidden_dim, config.text_dim)
         self.out = nn.Linear(config.hidden_dim, 1)
 
     def logits(self, emb: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
@@ -466,8 +467,9 @@ def _sha256(path: pathlib.Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _export_onnx(module: nn.Module, inputs: tuple[torch.Tensor, ...], names: list[str],
-                 output: str, path: pathlib.Path) -> None:
+def export_graph_onnx(module: nn.Module, inputs: tuple[torch.Tensor, ...], names: list[str],
+                      output: str, path: pathlib.Path) -> None:
+    """Export ``module`` to ONNX at ``path`` with a dynamic batch axis on every input."""
     batch = torch.export.Dim('batch', min=1, max=65536)
     parameters = list(module.forward.__code__.co_varnames[1:1 + len(inputs)])
     exporter_log = logging.getLogger('torch.onnx')
@@ -515,7 +517,7 @@ def export_model_dir(net: CompactCriticNet, out_dir: os.PathLike, card: str = ''
         'done': (done_head, (emb, task), ['emb', 'task'], 'done'),
     }
     for key, (module, inputs, names, output) in graphs.items():
-        _export_onnx(module, inputs, names, output, out / ONNX_FILES[key])
+        export_graph_onnx(module, inputs, names, output, out / ONNX_FILES[key])
         session = ort.InferenceSession(str(out / ONNX_FILES[key]),
                                        providers=['CPUExecutionProvider'])
         # Check on a different batch size than the export's, so dynamic batching is tested too.

@@ -58,6 +58,7 @@ from vlac_core.critic.dataset import (
     pixel_difference,
     trains_progress,
 )
+from vlac_core.files import replace_directory
 
 SPLIT_FILE = 'held_out.json'
 
@@ -579,13 +580,7 @@ def train_critic(data_dirs: Sequence[os.PathLike], out_dir: os.PathLike,
         shutil.rmtree(staging, ignore_errors=True)
         raise
     writer.close()
-    if out.exists():
-        old = out.parent / f'.{out.name}.old-{os.getpid()}'
-        out.rename(old)
-        staging.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        staging.rename(out)
+    replace_directory(staging, out)
     log(f'train_critic: wrote {out} in {seconds:.0f} s; held-out {val}')
     return {'model_dir': str(out), 'seconds': seconds, 'held_out_metrics': val,
             'dataset': summary, 'train': split['train'], 'held_out': split['held_out']}

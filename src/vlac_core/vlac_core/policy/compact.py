@@ -53,9 +53,10 @@ from vlac_core.critic.compact import (
     TEXT_ENCODER_PACKAGE,
     TEXT_ENCODER_SHA256,
     CompactConfig,
+    FilmLinear,
     FrameEncoder,
     SentenceEncoder,
-    _export_onnx,
+    export_graph_onnx,
     prepare_frames,
 )
 from vlac_core.policy.base import (
@@ -199,20 +200,6 @@ class KeypointEncoder(FrameEncoder):
                                        maps.amax(dim=2)], dim=1))
 
 
-class _Film(nn.Module):
-    """relu(W x (1 + gamma(t)) + beta(t)): a linear layer modulated by the task embedding."""
-
-    def __init__(self, in_dim: int, out_dim: int, text_dim: int, task_dim: int = 128) -> None:
-        super().__init__()
-        self.linear = nn.Linear(in_dim, out_dim)
-        self.film = nn.Sequential(nn.Linear(text_dim, task_dim), nn.ReLU(),
-                                  nn.Linear(task_dim, 2 * out_dim))
-
-    def forward(self, x: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
-        gamma, beta = self.film(task).chunk(2, dim=-1)
-        return torch.relu(self.linear(x) * (1.0 + gamma) + beta)
-
-
 class CompactPolicyNet(nn.Module):
     """(frames, state, task embedding) -> (action logits, value).
 
@@ -231,8 +218,8 @@ class CompactPolicyNet(nn.Module):
         self.register_buffer('position_std', torch.tensor(config.position_std),
                              persistent=False)
         width = config.num_cameras * config.embed_dim + STATE_FEATURES
-        self.layer1 = _Film(width, config.hidden_dim, config.text_dim)
-        self.layer2 = _Film(config.hidden_dim, config.hidden_dim, config.text_dim)
+        self.layer1 = FilmLinear(width, config.hidden_dim, config.text_dim)
+        self.layer2 = FilmLinear(config.hidden_dim, config.hidden_dim, config.text_dim)
         self.logits = nn.Linear(config.hidden_dim, sum(config.bins))
         self.value = nn.Linear(config.hidden_dim, 1)
         self.subgoal = nn.Linear(config.hidden_dim, 3)
@@ -605,7 +592,7 @@ def export_onnx(policy: CompactPolicy, out_dir: str | os.PathLike) -> pathlib.Pa
 
     names = ['frames', 'state', 'task']
     try:
-        _export_onnx(graph, inputs(2), names, 'outputs', out / ONNX_FILE)
+        export_graph_onnx(graph, inputs(2), names, 'outputs', out / ONNX_FILE)
         session = ort.InferenceSession(str(out / ONNX_FILE), providers=['CPUExecutionProvider'])
         check = inputs(5)
         with torch.no_grad():

@@ -42,6 +42,7 @@ from tqdm import tqdm
 
 from vlac_core.critic.compact import SentenceEncoder
 from vlac_core.critic.dataset import find_bags
+from vlac_core.files import replace_directory
 from vlac_core.policy.compact import (
     SUBGOAL_SCALE,
     CompactPolicy,
@@ -435,13 +436,7 @@ def train_bc(data_dirs: Sequence[os.PathLike], out_dir: os.PathLike,
         shutil.rmtree(staging, ignore_errors=True)
         raise
     writer.close()
-    if out.exists():
-        old = out.parent / f'.{out.name}.old-{os.getpid()}'
-        out.rename(old)
-        staging.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        staging.rename(out)
+    replace_directory(staging, out)
     log(f'train_policy_bc: wrote {out} in {seconds:.0f} s; held-out nll '
         f'{before.get("nll", float("nan")):.3f} -> {after.get("nll", float("nan")):.3f}')
     return {'model_dir': str(out), 'seconds': seconds, 'held_out_before': before,
