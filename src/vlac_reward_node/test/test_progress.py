@@ -1,5 +1,8 @@
 """Episode progress tracking, frame handoff and config validation (no ROS)."""
 
+import threading
+import time
+
 import numpy as np
 import pytest
 from vlac_core.bags import BagWriter
@@ -50,6 +53,47 @@ def test_mailbox_keeps_only_the_newest_and_counts_drops():
     box.put(frame(0.3))
     assert box.take().stamp == 0.3 and box.dropped == 2
     assert box.take() is None
+
+
+def test_mailbox_drain_scores_one_at_a_time_and_strands_nothing():
+    """Rounds of eight concurrent camera callbacks against a slow scorer.
+
+    After each round every frame was scored or dropped, once, and none is left pending.
+    """
+    box, scored, active, overlaps = FrameMailbox(), [], [0], [0]
+    guard = threading.Lock()
+
+    def score(f):
+        with guard:
+            active[0] += 1
+            overlaps[0] += active[0] > 1
+        time.sleep(0.0005)
+        with guard:
+            active[0] -= 1
+            scored.append(f.stamp)
+
+    rounds, cameras = 60, 8
+    barrier = threading.Barrier(cameras)
+    stranded = []
+
+    def camera(k):
+        for i in range(rounds):
+            barrier.wait()
+            box.put(frame(i * 100 + k))
+            box.drain(score)
+            if barrier.wait() == 0 and box.pending():  # every caller has returned
+                stranded.append(i)
+            barrier.wait()
+
+    threads = [threading.Thread(target=camera, args=(k,)) for k in range(cameras)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert overlaps[0] == 0, 'two callers scored at once'
+    assert not stranded, f'frames left pending after rounds {stranded}'
+    assert len(scored) + box.dropped == rounds * cameras
+    assert len(set(scored)) == len(scored) and box.dropped > 0 and len(scored) >= rounds
 
 
 @pytest.mark.parametrize('override,match', [

@@ -15,6 +15,7 @@ was recorded at.
 import pathlib
 import time
 
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 import numpy as np
@@ -25,6 +26,7 @@ from std_msgs.msg import String
 from vlac_core.critic.train import main as train_main
 from vlac_core.ros.images import numpy_to_image
 from vlac_core.ros.qos import LATCHED, RELIABLE, SENSOR
+from vlac_core.testing.tiny_internvl import make_tiny_internvl
 from vlac_sim.record import record_dataset
 from vlac_sim.scene import CameraSpec
 
@@ -229,3 +231,54 @@ def test_malformed_frames_are_rejected_and_services_score(ros_graph, critic_dir)
     assert all(0.0 <= v <= 1.0 for v in result.values)
     assert feedback and feedback[-1].scored == feedback[-1].total == len(frames) - 1
     action.destroy()
+
+
+def test_a_critic_slower_than_the_camera_drops_frames_and_says_so(ros_graph, tmp_path):
+    """Frames are dropped, never queued, when the model falls behind; the node reports it.
+
+    The critic is the vlac backend on a tiny random InternVL (about 30 ms per reward on CPU,
+    slower on a loaded machine); the camera sends a frame every 10 ms and every frame is due
+    for scoring (stride 0.01 s), so most frames must be dropped.
+    """
+    model = make_tiny_internvl(tmp_path / 'vlac', reply='+20')
+    reward_node(ros_graph, model, backend='vlac', task=INSTRUCTION, stride=0.01)
+    progress = ros_graph.subscribe(ProgressReward, '/robot_1/progress', RELIABLE)
+    diagnostics = ros_graph.subscribe(DiagnosticArray, '/diagnostics', RELIABLE)
+    camera = ros_graph.node.create_publisher(Image, '/robot_1/camera/image_raw', SENSOR)
+    ros_graph.wait_for_subscribers('/robot_1/camera/image_raw', timeout=60.0)
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(20)]
+    sent, start = 0, time.monotonic()
+    while time.monotonic() - start < 4.0:
+        msg = numpy_to_image(frames[sent % len(frames)], 'rgb8')
+        msg.header.stamp = ros_graph.node.get_clock().now().to_msg()
+        camera.publish(msg)
+        sent += 1
+        time.sleep(0.01)
+    rewards = progress.count()
+    time.sleep(1.5)
+    # Dropped, not queued: the rewards stop with the camera instead of trailing behind it
+    # (at most the frame being scored and the one pending in the mailbox come later).
+    late = progress.count() - rewards
+    assert late <= 2, f'{late} rewards published after the camera stopped'
+
+    def status():
+        last = diagnostics.last
+        found = [s for s in (last.status if last else []) if 'critic' in s.name]
+        return found[0] if found else None
+
+    def reported():
+        found = status()
+        return found is not None and int({v.key: v.value for v in found.values}['dropped']) > 0
+
+    ros_graph.wait_for(reported, 10.0, 'dropped frames in the diagnostics')
+    found = status()
+    values = {v.key: v.value for v in found.values}
+    assert found.level == DiagnosticStatus.WARN and found.message == 'frames dropped'
+    assert 5 <= rewards < sent / 2, (rewards, sent, values)
+    assert int(values['dropped']) >= sent / 3, (values, sent)
+    assert 'critic falling behind' in ros_graph.logs()
+    # Every reward scored a fresh frame: none waited for the model behind others.
+    ages = [(m.header.stamp.sec + m.header.stamp.nanosec * 1e-9)
+            - (m.stamp_b.sec + m.stamp_b.nanosec * 1e-9) for m in progress.messages]
+    assert max(ages) < 0.5, f'a reward came {max(ages):.2f} s after its frame'
