@@ -1,6 +1,7 @@
 """Benchmark of the critic and the reward node; prints its figures.
 
   benchmark_reward --model MODEL_DIR [--device cpu|cuda] [--seconds 10] [--vlac-tiny]
+                   [--vlac-model DIR] [--vlac-full-size DIR] [--skip-compact]
 
 1. Library: compact critic pairs/s at batch sizes 1, 8 and 32 (new frames every call, so the
    frame encoder runs), and per-reward time (one pair + one done query, as the node does)
@@ -18,8 +19,10 @@
    diagnostics, warm-up included) p50/p99; the model call inside the node; dropped frames.
    Overhead of the node = node latency p50 / library-on-the-stream p50 - 1 (target <= 20 %);
    the end-to-end ratio is printed as well.
-4. With --vlac-tiny: the vlac backend on a tiny random InternVL checkpoint (ms per pair).
-   (A full-size 2B model is timed on a GPU machine with --vlac-model DIR --device cuda.)
+4. The vlac backend, ms per pairwise reward and per done query: --vlac-tiny on a tiny random
+   InternVL checkpoint; --vlac-model DIR on a converted checkpoint; --vlac-full-size DIR on a
+   randomly initialised InternVL2-2B-sized checkpoint (written there first), the paper's
+   < 100 ms per pairwise reward on a GPU (--device cuda).
 """
 
 from __future__ import annotations
@@ -198,10 +201,40 @@ def stream_and_node_figures(model: str, device: str, seconds: float, threads: in
           f'both DDS hops included: {np.percentile(lat, 50) / direct_ms:.2f}x', flush=True)
 
 
+def vlac_figures(model: str, device: str, repeats: int, max_new_tokens: int = 16) -> None:
+    """Time the vlac backend: ms per pairwise reward (batch 1) and per done query, p50."""
+    from vlac_core.critic import DoneQuery, PairQuery, load_critic
+
+    started = time.perf_counter()
+    critic = load_critic('vlac', model, device, max_new_tokens=max_new_tokens)
+    print(f'vlac critic {critic.model_id} loaded on {device} in '
+          f'{time.perf_counter() - started:.1f} s', flush=True)
+    source = FrameSource(3)
+    anchor = source.next()
+    critic.score_pairs([PairQuery(TASK, anchor, source.next())])  # warm up
+    pair, done = [], []
+    for _ in range(repeats):
+        frame = source.next()
+        begin = time.perf_counter()
+        critic.score_pairs([PairQuery(TASK, anchor, frame)])
+        pair.append(time.perf_counter() - begin)
+        begin = time.perf_counter()
+        critic.done_probability([DoneQuery(TASK, frame)])
+        done.append(time.perf_counter() - begin)
+        anchor = frame
+    critic.close()
+    p50 = float(np.median(pair)) * 1e3
+    verdict = ('target < 100 ms: met' if p50 < 100.0 else 'target < 100 ms: NOT met') \
+        if device == 'cuda' else "the paper's < 100 ms is a GPU figure"
+    print(f'vlac critic on {device}, up to {max_new_tokens} new tokens: pairwise reward p50 '
+          f'{p50:.1f} ms, max {max(pair) * 1e3:.1f} ms; done query p50 '
+          f'{np.median(done) * 1e3:.1f} ms ({repeats} of each; {verdict})', flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Parse arguments and run the benchmarks."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--model', required=True, help='compact critic model directory')
+    parser.add_argument('--model', default='', help='compact critic model directory')
     parser.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
     parser.add_argument('--seconds', type=float, default=10.0,
                         help='measurement window of the stream and node figures, s')
@@ -210,17 +243,38 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument('--vlac-tiny', action='store_true',
                         help='also time the vlac backend on a tiny random InternVL checkpoint')
     parser.add_argument('--vlac-model', default='', help='time the vlac backend on this model')
+    parser.add_argument('--vlac-full-size', default='', metavar='DIR', help=(
+        'time the vlac backend on a randomly initialised InternVL2-2B-sized checkpoint, written '
+        'to DIR first unless already there (~4.4 GB; meant for --device cuda)'))
+    parser.add_argument('--vlac-repeats', type=int, default=10,
+                        help='timed vlac rewards per model')
+    parser.add_argument('--skip-compact', action='store_true',
+                        help='only the vlac figures (no compact library or node figures)')
     args = parser.parse_args(argv)
-    args.model = str(pathlib.Path(args.model).resolve())  # the node runs in another folder
-    library_figures(args.model, args.device, threads=args.threads)
-    stream_and_node_figures(args.model, args.device, args.seconds, args.threads)
-    vlac_models = [args.vlac_model] if args.vlac_model else []
+    if not args.skip_compact:
+        if not args.model:
+            parser.error('--model is required (or --skip-compact)')
+        args.model = str(pathlib.Path(args.model).resolve())  # the node runs elsewhere
+        library_figures(args.model, args.device, threads=args.threads)
+        stream_and_node_figures(args.model, args.device, args.seconds, args.threads)
     if args.vlac_tiny:
         from vlac_core.testing.tiny_internvl import make_tiny_internvl
 
-        vlac_models.append(str(make_tiny_internvl(pathlib.Path(tempfile.mkdtemp()) / 'tiny')))
-    for model in vlac_models:
-        library_figures(model, args.device, backend='vlac')
+        with tempfile.TemporaryDirectory() as tmp:
+            vlac_figures(str(make_tiny_internvl(pathlib.Path(tmp) / 'tiny', reply='+20')),
+                         args.device, args.vlac_repeats)
+    if args.vlac_model:
+        vlac_figures(args.vlac_model, args.device, args.vlac_repeats)
+    if args.vlac_full_size:
+        from vlac_core.testing.tiny_internvl import make_full_size_internvl
+
+        path = pathlib.Path(args.vlac_full_size)
+        if not (path / 'config.json').is_file():
+            print(f'writing a random InternVL2-2B-sized checkpoint to {path}', flush=True)
+            make_full_size_internvl(path)
+        # A random model never says when it is done; a VLAC answer ('+12', '-3') is at most
+        # four tokens with the end-of-turn token, so generation stops there.
+        vlac_figures(str(path), args.device, args.vlac_repeats, max_new_tokens=4)
 
 
 if __name__ == '__main__':
