@@ -55,20 +55,19 @@ class FrameSource:
         return frame
 
 
-def load(model: str, device: str, backend: str, threads: int):
-    """The critic, with ``threads`` ONNX Runtime threads for the compact backend."""
+def load_compact(model: str, device: str, threads: int):
+    """The compact critic with ``threads`` ONNX Runtime threads."""
     from vlac_core.critic import load_critic
 
-    options = {'threads': threads} if backend == 'compact' else {}
-    return load_critic(backend, model, device, **options)
+    return load_critic('compact', model, device, threads=threads)
 
 
-def library_figures(model: str, device: str, backend: str = 'compact',
+def library_figures(model: str, device: str,
                     threads: int = 1) -> None:
     """Print batched pairs/s and the back-to-back time of one node-style reward."""
     from vlac_core.critic import DoneQuery, PairQuery
 
-    critic = load(model, device, backend, threads)
+    critic = load_compact(model, device, threads)
     source = FrameSource(0)
 
     def frames(n):
@@ -85,7 +84,7 @@ def library_figures(model: str, device: str, backend: str = 'compact',
             critic.score_pairs(pairs(batch))
             runs += 1
         elapsed = time.perf_counter() - start
-        print(f'{backend} critic ({critic.model_id}, {device}, {threads} thread(s)): batch '
+        print(f'compact critic ({critic.model_id}, {device}, {threads} thread(s)): batch '
               f'{batch:2d}: {runs * batch / elapsed:7.1f} pairs/s (new frames each call)',
               flush=True)
     times, previous = [], frames(1)[0]
@@ -120,7 +119,7 @@ def stream_and_node_figures(model: str, device: str, seconds: float, threads: in
     from vlac_interfaces.msg import ProgressReward
 
     apply_loopback_env()
-    critic = load(model, device, 'compact', threads)
+    critic = load_compact(model, device, threads)
     latencies, inference, direct, diagnostics = [], [], [], {}
 
     def on_reward(msg: ProgressReward) -> None:

@@ -108,7 +108,7 @@ class FrameMailbox:
             self._frame = frame
 
     def pending(self) -> bool:
-        """Whether a candidate waits to be taken."""
+        """Whether a candidate waits to be taken (a lock-free peek; ``take`` decides)."""
         return self._frame is not None
 
     def take(self) -> Frame | None:
