@@ -11,11 +11,13 @@ import time
 
 from geometry_msgs.msg import PoseStamped, TwistStamped
 import numpy as np
+import pybullet_data
 import pytest
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import Bool
+from std_msgs.msg import Bool, String
 from std_srvs.srv import Trigger
 import torch
+from trajectory_msgs.msg import JointTrajectory
 from vlac_core.policy.compact import CompactPolicy, CompactPolicyNet, PolicyConfig, save_model_dir
 from vlac_core.ros.images import numpy_to_image
 from vlac_core.ros.qos import LATCHED, RELIABLE, SENSOR
@@ -25,13 +27,20 @@ from vlac_interfaces.msg import PolicyVersion, Transition
 
 ARMS = pathlib.Path(__file__).resolve().parents[3] / 'config' / 'arms'
 TASK = 'press the yellow button'
+URDF = pathlib.Path(pybullet_data.getDataPath(), 'franka_panda', 'panda.urdf').read_text()
 JOINTS = [f'panda_joint{i}' for i in range(1, 8)] + ['panda_finger_joint1', 'panda_finger_joint2']
+
+
+# A random deterministic policy repeats much the same action in an unchanging scene. At the
+# arm configs' step limits (5 cm, 0.3 rad) it can reach a joint limit within 15 steps, where
+# no joint solution near the current one exists and the joint-space adapters hold, as they
+# must. Tighter steps (15 x 1 cm, 15 x 0.02 rad at most) keep the plumbing test in reach.
+SMALL_STEPS = {'safety.max_step_translation': 0.01, 'safety.max_step_rotation': 0.02}
 
 
 def make_policy(seed: int, poison: bool = False) -> CompactPolicy:
     torch.manual_seed(seed)
-    # A soft keypoint softmax (temperature 1): the random policy's actions stay small, so
-    # the arm stays where inverse kinematics converges for the joint-trajectory adapter.
+    # A soft keypoint softmax (temperature 1): the random policy's actions stay small.
     net = CompactPolicyNet(PolicyConfig(frame_size=64, channels=(8, 16, 16, 8), embed_dim=32,
                                         hidden_dim=64, keypoint_temperature=1.0))
     if poison:  # finite weights (the loader refuses NaN ones) whose outputs overflow
@@ -83,7 +92,7 @@ def test_the_same_policy_drives_the_sim_through_each_adapter(ros_graph, policy_d
                          name='vlac_policy_node', namespace='robot_1',
                          params_files=[ARMS / f'sim_panda_{arm}.yaml'],
                          parameters={'model_path': str(policy_dir), 'autostart': True,
-                                     'task': TASK, 'deterministic': True})
+                                     'task': TASK, 'deterministic': True, **SMALL_STEPS})
     ros_graph.wait_for(lambda: transitions.count() >= 15, 60.0, 'control steps')
     moved = np.linalg.norm(position(poses.last) - start)
     assert moved > 0.01, f'the arm moved only {moved:.4f} m through the {arm} adapter'
@@ -94,7 +103,7 @@ def test_the_same_policy_drives_the_sim_through_each_adapter(ros_graph, policy_d
     assert len(last.observation.images) == 1 and last.observation.ee_pose.header.frame_id
     assert np.isfinite(last.log_prob) and len(last.action_tokens) == 7
     logs = ros_graph.logs()
-    assert 'DRY RUN' not in logs
+    assert 'DRY RUN' not in logs and 'scaled to 0.02 rad' in logs  # SMALL_STEPS took effect
     for failure in ('action rejected', 'no joint command', 'no valid action'):
         assert failure not in logs, logs[-3000:]
 
@@ -194,6 +203,31 @@ def test_estop_and_stale_observations_hold_the_arm(ros_graph, policy_dir, sensor
     late = commands.since(stopped + 0.3 + period)
     assert late and not any(moving(m) for m in late)
     assert 'stale observation' in ros_graph.logs()
+
+
+def test_a_joint_space_arm_holds_until_its_robot_description_arrives(ros_graph, policy_dir,
+                                                                   sensors):
+    # The URDF is latched, but it can arrive after the first control tick: until then the
+    # joint-trajectory adapter has no kinematics, so the arm gets nothing and the policy is
+    # not even asked for an action; once it arrives, commands start.
+    commands = ros_graph.subscribe(
+        JointTrajectory, '/robot_1/joint_trajectory_controller/joint_trajectory', RELIABLE)
+    transitions = ros_graph.subscribe(Transition, '/robot_1/transitions', RELIABLE)
+    ros_graph.start_node('vlac_policy_node', package='vlac_policy_node',
+                         name='vlac_policy_node', namespace='robot_1',
+                         params_files=[ARMS / 'sim_panda_joint_trajectory.yaml'],
+                         parameters={'model_path': str(policy_dir), 'autostart': True,
+                                     'task': TASK, 'deterministic': True})
+    ros_graph.wait_for(lambda: 'no usable robot_description yet' in ros_graph.logs(), 60.0,
+                       'the wait for robot_description')
+    time.sleep(1.0)
+    assert commands.count() == 0 and transitions.count() == 0
+    description = ros_graph.node.create_publisher(String, '/robot_1/robot_description',
+                                                  LATCHED)
+    description.publish(String(data=URDF))
+    ros_graph.wait_for(lambda: commands.count() >= 3, 30.0, 'joint commands')
+    assert len(commands.last.points) == 1 and commands.last.joint_names == JOINTS[:7]
+    assert 'no joint command' not in ros_graph.logs()
 
 
 def test_nan_policy_output_is_never_commanded(ros_graph, policy_dir, sensors, tmp_path):

@@ -6,10 +6,9 @@ locked at their neutral position) and the configured tip link. Poses are in the 
 frame, which must be the base frame of the actions (REP 103: the robot's ``base_link`` or, for
 the Panda, ``panda_link0``).
 
-IK is damped least squares on the 6-D pose error (SE(3) log map, local frame), clamped to the
-URDF's joint limits at every iteration, warm-started from the current joint positions. It
-raises ``IkError`` when it does not converge: callers hold the arm instead of commanding a
-guess.
+IK is Levenberg-Marquardt on the 6-D pose error (SE(3) log map, local frame) within the
+URDF's joint limits, warm-started from the current joint positions. It raises ``IkError``
+when it does not converge: callers hold the arm instead of commanding a guess.
 """
 
 from __future__ import annotations
@@ -64,26 +63,66 @@ class ArmKinematics:
         pin.framesForwardKinematics(self.model, self.data, q)
         return self.data.oMf[self.frame].copy()
 
+    def _residual(self, q: np.ndarray, target: pin.SE3) -> np.ndarray:
+        """6-D pose error of the tip at ``q`` against ``target`` (local frame)."""
+        pin.framesForwardKinematics(self.model, self.data, q)
+        return pin.log6(self.data.oMf[self.frame].actInv(target)).vector
+
     def inverse(self, positions: Sequence[float], target: pin.SE3, *,
-                iterations: int = 200, tolerance: float = 1e-4, damping: float = 1e-6,
-                step: float = 1.0) -> np.ndarray:
-        """Joint positions (configured order) placing the tip at ``target``."""
+                iterations: int = 200, tolerance: float = 1e-4, damping: float = 1e-3
+                ) -> np.ndarray:
+        """Joint positions (configured order) placing the tip at ``target``.
+
+        Levenberg-Marquardt: a step is taken only when it lowers the pose error, and the
+        damping adapts (down after a good step, up after a bad one), so the solver neither
+        overshoots near singularities nor stalls where plain Gauss-Newton would. Joints at
+        a limit whose step points outward are frozen for that step (active set) instead of
+        being clipped after the fact, which would bend the step into a worse direction.
+        """
         q = self._q(positions)
         lower = self.model.lowerPositionLimit
         upper = self.model.upperPositionLimit
+        error = self._residual(q, target)
+        norm = float(np.linalg.norm(error))
         for _ in range(iterations):
-            pin.framesForwardKinematics(self.model, self.data, q)
-            error = pin.log6(self.data.oMf[self.frame].actInv(target)).vector
-            if np.linalg.norm(error) < tolerance:
+            if norm < tolerance:
                 return q[self._index].copy()
             jacobian = pin.computeFrameJacobian(self.model, self.data, q, self.frame,
                                                 pin.ReferenceFrame.LOCAL)
             jacobian = -pin.Jlog6(self.data.oMf[self.frame].actInv(target)) @ jacobian
-            velocity = -jacobian.T @ np.linalg.solve(
-                jacobian @ jacobian.T + damping * np.eye(6), error)
-            q = np.clip(pin.integrate(self.model, q, step * velocity), lower, upper)
-        raise IkError(f'IK did not converge within {iterations} iterations '
-                      f'(residual {np.linalg.norm(error):.2e})')
+            step = self._damped_step(jacobian, error, damping, q, lower, upper)
+            candidate = np.clip(pin.integrate(self.model, q, step), lower, upper)
+            candidate_error = self._residual(candidate, target)
+            candidate_norm = float(np.linalg.norm(candidate_error))
+            if candidate_norm < norm:
+                q, error, norm = candidate, candidate_error, candidate_norm
+                damping = max(damping * 0.1, 1e-9)
+            else:
+                pin.framesForwardKinematics(self.model, self.data, q)
+                damping *= 10.0
+                if damping > 1e6:  # no step lowers the error: a local minimum or a limit
+                    break
+        raise IkError(f'IK did not converge (residual {norm:.2e}, tolerance {tolerance:.0e})')
+
+    @staticmethod
+    def _damped_step(jacobian: np.ndarray, error: np.ndarray, damping: float,
+                     q: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+        """LM step ``-(J^T J + lambda I)^-1 J^T e``; joints pushed past a limit are frozen."""
+        free = np.ones(q.shape[0], dtype=bool)
+        step = np.zeros(q.shape[0])
+        for _ in range(q.shape[0]):
+            columns = jacobian[:, free]
+            step[:] = 0.0
+            step[free] = -np.linalg.solve(columns.T @ columns + damping * np.eye(int(free.sum())),
+                                          columns.T @ error)
+            blocked = free & (((q <= lower) & (step < 0.0)) | ((q >= upper) & (step > 0.0)))
+            if not blocked.any():
+                break
+            free &= ~blocked
+            if not free.any():
+                step[:] = 0.0
+                break
+        return step
 
 
 def pose_to_se3(position: Sequence[float], quaternion_xyzw: Sequence[float]) -> pin.SE3:

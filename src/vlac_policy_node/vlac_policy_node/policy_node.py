@@ -377,6 +377,11 @@ class PolicyNode(LifecycleNode):
             raise Hold('task', 'no task yet (task parameter or task topic): holding')
         if any(image is None for image in images):
             raise Hold('no_image', 'no camera image yet: holding')
+        needs_kinematics = not cfg.ee_pose_topic or (self.adapter.needs_kinematics
+                                                     and not cfg.dry_run)
+        if needs_kinematics and self.adapter.kinematics is None:
+            raise Hold('kinematics', 'no usable robot_description yet on '
+                       f'{cfg.arm.robot_description_topic!r}: holding')
         stamp = min(image[2] for image in images)
         age = now - stamp
         if age > safety.max_observation_age:
@@ -403,8 +408,6 @@ class PolicyNode(LifecycleNode):
             quat.normalize()
             rotation = quat.matrix()
         else:
-            if self.adapter.kinematics is None:
-                raise Hold('kinematics', 'no robot_description yet for forward kinematics')
             try:
                 tip = self.adapter.kinematics.forward(
                     [joint_map[n] for n in cfg.arm.joint_names])
