@@ -50,7 +50,7 @@ def direct_figures(backend: str, model: str, device: str, repeats: int = 60) -> 
 
 
 def node_figures(model: str, device: str, rate: float, seconds: float,
-                 direct_s: float) -> dict[str, float]:
+                 direct_s: float, threads: int = 1) -> dict[str, float]:
     """Drive vlac_policy_node with a 30 Hz camera, print its control loop's figures.
 
     Returns them: commands_per_s, jitter_p50/p99 (% of the period), latency_p50/p99 (ms),
@@ -86,7 +86,8 @@ def node_figures(model: str, device: str, rate: float, seconds: float,
         graph.start_node('vlac_policy_node', package='vlac_policy_node', name='policy',
                          parameters={'model_path': model, 'device': device, 'rate_hz': rate,
                                      'dry_run': False, 'autostart': True,
-                                     'transition_images': False})
+                                     'transition_images': False,
+                                     'inference_threads': threads})
         node = graph.node
         node.create_subscription(TwistStamped, 'servo_node/delta_twist_cmds', on_command,
                                  RELIABLE)
@@ -173,13 +174,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
     parser.add_argument('--rate', type=float, default=30.0, help='control rate to request, Hz')
     parser.add_argument('--seconds', type=float, default=15.0, help='node measurement window')
+    parser.add_argument('--threads', type=int, default=1, help=(
+        "torch CPU threads, for the direct call and the node's inference_threads alike "
+        '(0: torch default)'))
     parser.add_argument('--vlac-tiny', action='store_true',
                         help='also time the vlac backend on a tiny random InternVL checkpoint')
     parser.add_argument('--vlac-model', default='', help='time the vlac backend on this model')
     args = parser.parse_args(argv)
     args.model = str(pathlib.Path(args.model).resolve())
+    if args.threads > 0:
+        import torch
+
+        torch.set_num_threads(args.threads)
     direct = direct_figures('compact', args.model, args.device)
-    node_figures(args.model, args.device, args.rate, args.seconds, direct)
+    node_figures(args.model, args.device, args.rate, args.seconds, direct, args.threads)
     vlac_models = [args.vlac_model] if args.vlac_model else []
     if args.vlac_tiny:
         from vlac_core.testing.tiny_internvl import make_tiny_internvl

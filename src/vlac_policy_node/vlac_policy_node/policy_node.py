@@ -205,6 +205,10 @@ class PolicyNode(LifecycleNode):
 
     def _load_policy(self):
         cfg = self.config
+        if cfg.inference_threads > 0:
+            import torch
+
+            torch.set_num_threads(cfg.inference_threads)  # this process's model only
         options = {'trust_remote_code': cfg.trust_remote_code} if cfg.backend == 'vlac' else {}
         return load_policy(cfg.backend, cfg.model_path, cfg.device, **options)
 
