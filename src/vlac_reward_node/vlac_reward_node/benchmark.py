@@ -12,14 +12,17 @@
    idle cores go cold between calls; 1.1 ms back to back, 1.3-1.9 ms on the stream here).
 3. Node over real DDS (loopback, private domain): that camera published from this process,
    vlac_reward_node in its own process at a 0.1 s stride with the same ONNX Runtime threads.
-   2 and 3 alternate in 2 s phases, so both see the same state of the machine.
+4. rclpy's floor on this machine: a bare rclpy node in its own process (one subscription, no
+   model; ``vlac_reward_node.floor_probe``) fed the same camera, timed from a frame's receipt
+   to its callback, plus one ProgressReward publish: what any rclpy node pays per reward.
+   2, 3 and 4 take turns in 2 s phases, so all see the same state of the machine.
    Printed: reward rate; frame-to-reward latency end to end (reward receipt minus the scored
    frame's capture stamp: both DDS hops, conversion and the model) p50/p99; the node's own
    latency (frame receipt by its DDS reader to the reward's publication, from its
    diagnostics, warm-up included) p50/p99; the model call inside the node; dropped frames.
    Overhead of the node = node latency p50 / library-on-the-stream p50 - 1 (target <= 20 %);
    the end-to-end ratio is printed as well.
-4. The vlac backend, ms per pairwise reward and per done query: --vlac-tiny on a tiny random
+5. The vlac backend, ms per pairwise reward and per done query: --vlac-tiny on a tiny random
    InternVL checkpoint; --vlac-model DIR on a converted checkpoint; --vlac-full-size DIR on a
    randomly initialised InternVL2-2B-sized checkpoint (written there first), the paper's
    < 100 ms per pairwise reward on a GPU (--device cuda).
@@ -101,12 +104,17 @@ def library_figures(model: str, device: str,
 
 
 def stream_and_node_figures(model: str, device: str, seconds: float, threads: int = 1) -> None:
-    """Time the library on the node's schedule and the node, in alternating 2 s phases.
+    """Time the library on the node's schedule, the node and rclpy's floor, in 2 s turns.
 
-    Alternating (library, node, library, ...) exposes both to the same machine state: on a
+    Taking turns (library, node, floor probe, library, ...) exposes all to the same machine
+    state: on a
     shared 2-core machine the time of a cold 1-2 ms call drifts by tens of percent from one
     minute to the next, which two separate measurements would read as node overhead.
     """
+    import json
+    import subprocess
+    import sys
+
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import Image
     from std_msgs.msg import String
@@ -132,15 +140,25 @@ def stream_and_node_figures(model: str, device: str, seconds: float, threads: in
                                      'autostart': True, 'debug_image': False,
                                      'inference_threads': threads})
         graph.node.create_subscription(ProgressReward, 'progress', on_reward, RELIABLE)
+        # The probe's rewards have a reader too: a publish with none costs a fraction.
+        graph.node.create_subscription(ProgressReward, 'probe/progress', lambda _: None,
+                                       RELIABLE)
         graph.node.create_subscription(
             DiagnosticArray, '/diagnostics', lambda m: diagnostics.update(
                 {kv.key: kv.value for st in m.status for kv in st.values}), RELIABLE)
         camera = graph.node.create_publisher(Image, 'camera/image_raw', SENSOR)
+        probe_camera = graph.node.create_publisher(Image, 'probe/image_raw', SENSOR)
+        probe_seconds = 3.5 + 4.0 * (seconds / 2.0 + 1.0)  # the probe outlives every phase
+        probe = subprocess.Popen([sys.executable, '-m', 'vlac_reward_node.floor_probe',
+                                  '--seconds', str(probe_seconds)],
+                                 env=graph.env, stdout=subprocess.PIPE, text=True)
         task = graph.node.create_publisher(String, 'task', LATCHED)
         task.publish(String(data=TASK))
         try:
             graph.wait_for_subscribers('camera/image_raw', timeout=60.0)
+            graph.wait_for_subscribers('probe/image_raw', timeout=60.0)
         except TimeoutError:
+            probe.kill()
             print(graph.logs()[-3000:], flush=True)
             raise
         # Every frame is new, as from a real camera: no frame-embedding cache hits, so the
@@ -148,8 +166,8 @@ def stream_and_node_figures(model: str, device: str, seconds: float, threads: in
         source = FrameSource(2)
         anchor = [source.next()]
 
-        def phase(node: bool, duration: float) -> None:
-            """``duration`` s of a 30 Hz camera, into the node or into the library."""
+        def phase(node: bool, duration: float, into=camera) -> None:
+            """``duration`` s of a 30 Hz camera, into the node (or probe) or the library."""
             per_reward = round(STRIDE * CAMERA_HZ)
             start = next_tick = time.perf_counter()
             frames = 0
@@ -159,7 +177,7 @@ def stream_and_node_figures(model: str, device: str, seconds: float, threads: in
                 if node:
                     msg = numpy_to_image(frame, 'rgb8')
                     msg.header.stamp = graph.node.get_clock().now().to_msg()
-                    camera.publish(msg)
+                    into.publish(msg)
                 elif frames % per_reward == 0:
                     begin = time.perf_counter()
                     critic.score_pairs([PairQuery(TASK, anchor[0], frame)])
@@ -169,7 +187,9 @@ def stream_and_node_figures(model: str, device: str, seconds: float, threads: in
                 next_tick += 1.0 / CAMERA_HZ
                 time.sleep(max(0.0, next_tick - time.perf_counter()))
 
+        probe_started = time.monotonic()
         phase(True, 2.0)  # warm-up (its rewards count in the node's diagnostics window)
+        phase(True, 1.0, probe_camera)  # the probe's warm-up (it drops its first 5 frames)
         phase(False, 0.5)
         latencies.clear()
         inference.clear()
@@ -178,8 +198,17 @@ def stream_and_node_figures(model: str, device: str, seconds: float, threads: in
         while node_s < seconds:
             phase(False, phase_s)
             phase(True, phase_s)
+            phase(True, phase_s, probe_camera)
             node_s += phase_s
         time.sleep(1.5)  # the last rewards and one more diagnostics message
+        try:
+            out, _ = probe.communicate(timeout=max(
+                10.0, probe_seconds - (time.monotonic() - probe_started) + 10.0))
+            floor = json.loads(out.strip().splitlines()[-1])
+        except (subprocess.TimeoutExpired, ValueError, IndexError) as err:
+            probe.kill()
+            floor = None
+            print(f'floor probe gave no figures: {err}', flush=True)
     critic.close()
     direct_ms = float(np.median(direct)) * 1e3
     lat = np.array(latencies) * 1e3
@@ -198,6 +227,17 @@ def stream_and_node_figures(model: str, device: str, seconds: float, threads: in
     print(f'overhead of the node against the library on the same stream: '
           f'{node_p50 / direct_ms - 1.0:+.0%} (node latency p50 / library p50); end to end, '
           f'both DDS hops included: {np.percentile(lat, 50) / direct_ms:.2f}x', flush=True)
+    model_in_node = float(np.median(inference)) * 1e3
+    print(f'node cost beyond its model call: {node_p50 - model_in_node:.2f} ms (node latency '
+          f'p50 - model call inside the node p50)', flush=True)
+    if floor is not None:
+        receipt = floor['receipt_to_callback_ms']['p50']
+        publish = floor['publish_ms']['p50']
+        print(f'rclpy floor (a bare rclpy node, same camera and QoS, no model, '
+              f'{floor["receipt_to_callback_ms"]["n"]} frames): receipt to callback p50 '
+              f'{receipt:.2f} ms + one ProgressReward publish p50 {publish:.2f} ms = '
+              f'{receipt + publish:.2f} ms, {(receipt + publish) / direct_ms:+.0%} of the '
+              f'library call: the least overhead any rclpy node has here', flush=True)
 
 
 def vlac_figures(model: str, device: str, repeats: int, max_new_tokens: int = 16) -> None:
