@@ -64,7 +64,6 @@ def test_inverse_kinematics_reaches_a_nearby_target_and_refuses_an_unreachable_o
         kinematics.inverse([0.0] * 6, target)  # wrong length
 
 
-
 def test_inverse_kinematics_converges_on_every_reachable_nearby_target():
     # Targets are the forward kinematics of a joint configuration near a random start, so a
     # solution exists within the limits. Plain damped Gauss-Newton with clipping missed
@@ -84,6 +83,7 @@ def test_inverse_kinematics_converges_on_every_reachable_nearby_target():
             continue
         assert np.linalg.norm(pin.log6(reached.actInv(target)).vector) < 1e-4
     assert not misses, misses
+
 
 def test_unknown_joint_or_link_names_are_configuration_errors():
     with pytest.raises(ValueError, match='unknown joint'):

@@ -121,9 +121,9 @@ class PolicyNodeConfig:
         'vlac backend only: allow the checkpoint to run its own code (explicit opt-in)'))
     inference_threads: int = field(default=1, metadata=doc(
         'torch CPU threads for the policy model (0: torch default, one per core); 1 leaves '
-        'the other cores to the executor and the cameras (compact policy work per tick '
-        '1.06 ms with 1, 1.5 ms with the default on 2 cores); raise it for the vlac '
-        'backend on a CPU'))
+        'the other cores to the executor and the cameras (benchmark_policy, compact '
+        'policy, 2 cores: work per tick 1.7-2.4 ms with 1, 2.7-2.9 ms with the default); '
+        'raise it for the vlac backend on a CPU'))
     rate_hz: float = field(default=10.0, metadata=doc('control loop rate, Hz'))
     deterministic: bool = field(default=False, metadata=doc(
         'take the most likely action instead of sampling (evaluation)'))

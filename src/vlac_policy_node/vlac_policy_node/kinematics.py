@@ -63,10 +63,11 @@ class ArmKinematics:
         pin.framesForwardKinematics(self.model, self.data, q)
         return self.data.oMf[self.frame].copy()
 
-    def _residual(self, q: np.ndarray, target: pin.SE3) -> np.ndarray:
-        """6-D pose error of the tip at ``q`` against ``target`` (local frame)."""
+    def _residual(self, q: np.ndarray, target: pin.SE3) -> tuple[np.ndarray, pin.SE3]:
+        """Pose error of the tip at ``q`` against ``target``: (6-D log, local frame; SE3)."""
         pin.framesForwardKinematics(self.model, self.data, q)
-        return pin.log6(self.data.oMf[self.frame].actInv(target)).vector
+        offset = self.data.oMf[self.frame].actInv(target)
+        return pin.log6(offset).vector, offset
 
     def inverse(self, positions: Sequence[float], target: pin.SE3, *,
                 iterations: int = 200, tolerance: float = 1e-4, damping: float = 1e-3
@@ -82,23 +83,23 @@ class ArmKinematics:
         q = self._q(positions)
         lower = self.model.lowerPositionLimit
         upper = self.model.upperPositionLimit
-        error = self._residual(q, target)
+        error, offset = self._residual(q, target)
         norm = float(np.linalg.norm(error))
         for _ in range(iterations):
             if norm < tolerance:
                 return q[self._index].copy()
             jacobian = pin.computeFrameJacobian(self.model, self.data, q, self.frame,
                                                 pin.ReferenceFrame.LOCAL)
-            jacobian = -pin.Jlog6(self.data.oMf[self.frame].actInv(target)) @ jacobian
+            jacobian = -pin.Jlog6(offset) @ jacobian
             step = self._damped_step(jacobian, error, damping, q, lower, upper)
             candidate = np.clip(pin.integrate(self.model, q, step), lower, upper)
-            candidate_error = self._residual(candidate, target)
+            candidate_error, candidate_offset = self._residual(candidate, target)
             candidate_norm = float(np.linalg.norm(candidate_error))
             if candidate_norm < norm:
-                q, error, norm = candidate, candidate_error, candidate_norm
+                q, error, offset, norm = candidate, candidate_error, candidate_offset, \
+                    candidate_norm
                 damping = max(damping * 0.1, 1e-9)
             else:
-                pin.framesForwardKinematics(self.model, self.data, q)
                 damping *= 10.0
                 if damping > 1e6:  # no step lowers the error: a local minimum or a limit
                     break

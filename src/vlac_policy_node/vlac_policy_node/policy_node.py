@@ -155,6 +155,9 @@ class PolicyNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self.period = 1.0 / cfg.rate_hz
         self.adapter = ArmAdapter(cfg.arm, self.period)
+        # The URDF is needed for joint-space commands, and for the tip pose without ee_pose.
+        self._kinematics_required = not cfg.ee_pose_topic or (self.adapter.needs_kinematics
+                                                              and not cfg.dry_run)
         self.robot_id = cfg.robot_id or self.get_namespace().strip('/') or 'robot'
         self.task = cfg.task
         self._images = [None] * len(cfg.image_topics)
@@ -381,9 +384,7 @@ class PolicyNode(LifecycleNode):
             raise Hold('task', 'no task yet (task parameter or task topic): holding')
         if any(image is None for image in images):
             raise Hold('no_image', 'no camera image yet: holding')
-        needs_kinematics = not cfg.ee_pose_topic or (self.adapter.needs_kinematics
-                                                     and not cfg.dry_run)
-        if needs_kinematics and self.adapter.kinematics is None:
+        if self._kinematics_required and self.adapter.kinematics is None:
             raise Hold('kinematics', 'no usable robot_description yet on '
                        f'{cfg.arm.robot_description_topic!r}: holding')
         stamp = min(image[2] for image in images)

@@ -107,9 +107,8 @@ def stream_and_node_figures(model: str, device: str, seconds: float, threads: in
     """Time the library on the node's schedule, the node and rclpy's floor, in 2 s turns.
 
     Taking turns (library, node, floor probe, library, ...) exposes all to the same machine
-    state: on a
-    shared 2-core machine the time of a cold 1-2 ms call drifts by tens of percent from one
-    minute to the next, which two separate measurements would read as node overhead.
+    state: on a shared 2-core machine the time of a cold 1-2 ms call drifts by tens of percent
+    from one minute to the next, which two separate measurements would read as node overhead.
     """
     import json
     import subprocess
@@ -148,10 +147,10 @@ def stream_and_node_figures(model: str, device: str, seconds: float, threads: in
                 {kv.key: kv.value for st in m.status for kv in st.values}), RELIABLE)
         camera = graph.node.create_publisher(Image, 'camera/image_raw', SENSOR)
         probe_camera = graph.node.create_publisher(Image, 'probe/image_raw', SENSOR)
-        probe_seconds = 3.5 + 4.0 * (seconds / 2.0 + 1.0)  # the probe outlives every phase
-        probe = subprocess.Popen([sys.executable, '-m', 'vlac_reward_node.floor_probe',
-                                  '--seconds', str(probe_seconds)],
-                                 env=graph.env, stdout=subprocess.PIPE, text=True)
+        # The probe runs until its standard input closes, after the last phase.
+        probe = subprocess.Popen([sys.executable, '-m', 'vlac_reward_node.floor_probe'],
+                                 env=graph.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 text=True)
         task = graph.node.create_publisher(String, 'task', LATCHED)
         task.publish(String(data=TASK))
         try:
@@ -187,7 +186,6 @@ def stream_and_node_figures(model: str, device: str, seconds: float, threads: in
                 next_tick += 1.0 / CAMERA_HZ
                 time.sleep(max(0.0, next_tick - time.perf_counter()))
 
-        probe_started = time.monotonic()
         phase(True, 2.0)  # warm-up (its rewards count in the node's diagnostics window)
         phase(True, 1.0, probe_camera)  # the probe's warm-up (it drops its first 5 frames)
         phase(False, 0.5)
@@ -202,8 +200,7 @@ def stream_and_node_figures(model: str, device: str, seconds: float, threads: in
             node_s += phase_s
         time.sleep(1.5)  # the last rewards and one more diagnostics message
         try:
-            out, _ = probe.communicate(timeout=max(
-                10.0, probe_seconds - (time.monotonic() - probe_started) + 10.0))
+            out, _ = probe.communicate(input='', timeout=30.0)
             floor = json.loads(out.strip().splitlines()[-1])
         except (subprocess.TimeoutExpired, ValueError, IndexError) as err:
             probe.kill()

@@ -6,14 +6,18 @@ records the time from the frame's receipt by its DDS reader (rmw ``received_time
 the callback's start, then publishes one ``ProgressReward`` on the reward node's QoS and
 records how long ``publish`` takes. On exit it prints one JSON line with both series'
 percentiles (ms). The reward node's own latency can only approach the sum plus its model call.
+It runs until its standard input closes (the benchmark closes it after the last phase; by
+hand: Ctrl-D).
 
-  python -m vlac_reward_node.floor_probe --topic probe/image_raw --seconds 20
+  python -m vlac_reward_node.floor_probe --topic probe/image_raw
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+import threading
 import time
 
 import numpy as np
@@ -23,7 +27,6 @@ def main(argv: list[str] | None = None) -> None:
     """Run the probe for ``--seconds`` and print its figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--topic', default='probe/image_raw')
-    parser.add_argument('--seconds', type=float, default=20.0)
     args = parser.parse_args(argv)
 
     import rclpy
@@ -41,9 +44,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def on_image(msg: Image, info) -> None:
         entry = time.time()
-        received = info['received_timestamp'] if isinstance(info, dict) \
-            else info.received_timestamp
-        receipt.append(entry - received * 1e-9)
+        receipt.append(entry - info['received_timestamp'] * 1e-9)
         reward = ProgressReward(header=Header(stamp=node.get_clock().now().to_msg()),
                                 task='probe', stamp_a=msg.header.stamp,
                                 stamp_b=msg.header.stamp, delta=0.0, value=0.0,
@@ -56,9 +57,10 @@ def main(argv: list[str] | None = None) -> None:
     node.create_subscription(Image, args.topic, on_image, SENSOR)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    end = time.monotonic() + args.seconds
+    stop = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
     try:
-        while time.monotonic() < end:
+        while not stop.is_set():
             executor.spin_once(timeout_sec=0.1)
     finally:
         executor.shutdown()
