@@ -35,7 +35,7 @@ def _nodes(context):
              name='vlac_reward_node', namespace=namespace, output='screen',
              parameters=[loop, {'model_path': LaunchConfiguration('critic_model'),
                                 'autostart': True}]),
-        Node(package='rl_trainer', executable='episode_runner', name='episode_runner',
+        Node(package='rl_runner', executable='episode_runner', name='episode_runner',
              namespace=namespace, output='screen',
              parameters=[loop, {'episodes_dir': LaunchConfiguration('episodes_dir'),
                                 'reset_service': LaunchConfiguration('reset_service')}]),

@@ -15,9 +15,11 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 VENV_BIN = pathlib.Path(sys.executable).parent
 EXPECTED = {
     'vlac_bringup': 'ament_cmake', 'vlac_interfaces': 'ament_cmake',
-    'vlac_core': 'ament_python', 'vlac_policy_node': 'ament_python',
-    'vlac_reward_node': 'ament_python', 'rl_trainer': 'ament_python',
-    'hitl_teleop': 'ament_python', 'vlac_sim': 'ament_python',
+    'vlac_models': 'ament_python', 'vlac_ros': 'ament_python',
+    'vlac_testing': 'ament_python', 'vlac_training': 'ament_python',
+    'vlac_policy_node': 'ament_python', 'vlac_reward_node': 'ament_python',
+    'rl_trainer': 'ament_python', 'rl_runner': 'ament_python',
+    'hitl_teleop': 'ament_python', 'vlac_sim': 'ament_python', 'vlac_bench': 'ament_python',
 }
 
 
@@ -107,10 +109,10 @@ def test_colcon_build_of_the_whole_workspace(tmp_path):
            '--cmake-args', '-DBUILD_TESTING=OFF', timeout=600)
     for name in EXPECTED:
         assert (install / name / 'share' / name / 'package.xml').is_file(), name
-    assert (install / 'vlac_core' / 'lib' / 'vlac_core' / 'message_publisher').is_file()
+    assert (install / 'vlac_testing' / 'lib' / 'vlac_testing' / 'message_publisher').is_file()
     env = {k: v for k, v in os.environ.items() if k not in ('AMENT_PREFIX_PATH', 'PYTHONPATH')}
-    probe = ('import vlac_interfaces.msg, vlac_interfaces, vlac_core; '
-             'print(vlac_interfaces.__file__); print(vlac_core.__file__)')
+    probe = ('import vlac_interfaces.msg, vlac_interfaces, vlac_models, vlac_ros; '
+             'print(vlac_interfaces.__file__); print(vlac_ros.__file__)')
     result = subprocess.run(
         ['bash', '-c', f'source {install}/setup.bash && {sys.executable} -c "{probe}"'],
         capture_output=True, text=True, env=env, timeout=60, check=False)

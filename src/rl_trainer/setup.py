@@ -16,18 +16,12 @@ setup(
     zip_safe=True,
     maintainer='VLAC stack maintainers',
     maintainer_email='vlac-maintainers@example.org',
-    description='Off-board PPO trainer and robot-side episode runner of the VLAC RL loop.',
+    description='Off-board PPO trainer of the VLAC RL loop.',
     license='Apache-2.0',
     tests_require=['pytest'],
     entry_points={
         'console_scripts': [
             'trainer_node = rl_trainer.trainer_node:main',
-            'episode_runner = rl_trainer.episode_runner:main',
-            'train_offline = rl_trainer.offline:main',
-            'export_policy_onnx = rl_trainer.export:main',
-            'benchmark_trainer = rl_trainer.benchmark:main',
-            'vlac_demo = rl_trainer.demo:main',
-            'ppo_sanity = rl_trainer.sanity:main',
         ],
     },
 )

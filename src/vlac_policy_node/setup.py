@@ -22,8 +22,6 @@ setup(
     entry_points={
         'console_scripts': [
             'vlac_policy_node = vlac_policy_node.policy_node:main',
-            'benchmark_policy = vlac_policy_node.benchmark:main',
-            'evaluate_policy_node = vlac_policy_node.evaluate:main',
         ],
     },
 )

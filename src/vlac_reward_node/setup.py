@@ -22,7 +22,6 @@ setup(
     entry_points={
         'console_scripts': [
             'vlac_reward_node = vlac_reward_node.reward_node:main',
-            'benchmark_reward = vlac_reward_node.benchmark:main',
         ],
     },
 )

@@ -24,8 +24,6 @@ setup(
             'sim_node = vlac_sim.sim_node:main',
             'expert_teleop = vlac_sim.expert_node:main',
             'record_dataset = vlac_sim.record:main',
-            'benchmark_sim = vlac_sim.benchmark:main',
-            'evaluate_policy = vlac_sim.policy_rollout:main',
         ],
     },
 )

@@ -29,11 +29,12 @@ import time
 from typing import Any, Sequence
 
 import numpy as np
-import pinocchio as pin
-from vlac_core.bags import bag_metadata, read_messages
-from vlac_core.config import doc
-from vlac_core.policy.base import PolicyObservation, load_policy
-from vlac_core.ros.images import ImageEncodingError, image_to_rgb
+from vlac_models.config import doc
+from vlac_models.policy.base import PolicyObservation, load_policy
+from vlac_models.stamps import stamp_ns
+from vlac_models.state import state_from_pose
+from vlac_ros.bags import bag_metadata, read_messages
+from vlac_ros.images import ImageEncodingError, image_to_rgb
 
 from rl_trainer.ppo import DemoBatch, PPOConfig, PPOTrainer, RolloutBatch
 from rl_trainer.rewards import ProgressRecord, RewardJoinError, RewardOptions, assign_rewards
@@ -82,14 +83,6 @@ class LearnerConfig:
         return self
 
 
-def _quaternion_rpy(q) -> np.ndarray:
-    quat = pin.Quaternion(float(q.w), float(q.x), float(q.y), float(q.z))
-    if quat.norm() < 0.5:
-        raise ValueError('invalid end-effector orientation in a stored observation')
-    quat.normalize()
-    return pin.rpy.matrixToRpy(quat.matrix())
-
-
 def observation_from_msg(observation: Any, task: str) -> PolicyObservation:
     """The PolicyObservation of a vlac_interfaces/Observation (rclpy or rosbags message)."""
     images = []
@@ -101,14 +94,14 @@ def observation_from_msg(observation: Any, task: str) -> PolicyObservation:
     if not images:
         raise ValueError('the observation carries no inline images (image_refs are resolved '
                          'from the episode recording, which the trainer does not have)')
-    p = observation.ee_pose.pose.position
-    state = np.array([p.x, p.y, p.z, *_quaternion_rpy(observation.ee_pose.pose.orientation),
-                      observation.gripper], dtype=np.float64)
+    try:
+        state = state_from_pose(observation.ee_pose.pose, observation.gripper)
+    except ValueError as err:
+        raise ValueError(f'stored observation: {err}') from err
     return PolicyObservation(images, state, task)
 
 
-def _stamp_ns(stamp: Any) -> int:
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
 
 
 @dataclass
@@ -134,8 +127,8 @@ def episode_batches(episode: StoredEpisode, options: RewardOptions, task: str = 
     progress_task = next((m.task for m in episode.progress if m.task), '')
     sentence = progress_task or task
     observations = [observation_from_msg(t.observation, sentence) for t in transitions]
-    stamps = [_stamp_ns(t.observation_stamp) for t in transitions]
-    end = _stamp_ns(result.end_time) if result is not None else None
+    stamps = [stamp_ns(t.observation_stamp) for t in transitions]
+    end = stamp_ns(result.end_time) if result is not None else None
     if end is None or end <= stamps[-1]:
         end = stamps[-1] + (stamps[-1] - stamps[0]) // max(1, len(stamps) - 1)
     success = bool(result.success) if result is not None else None

@@ -1,4 +1,4 @@
-"""PPO for any ``vlac_core.policy.base.Policy``, readable top to bottom (ROS-free).
+"""PPO for any ``vlac_models.policy.base.Policy``, readable top to bottom (ROS-free).
 
 The trainer only talks to the policy through ``evaluate(observations, tokens)``, which returns
 differentiable ``(log_prob, entropy, value)`` of shape (B,), and ``trainable_parameters()``.
@@ -53,8 +53,8 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from vlac_core.config import doc
-from vlac_core.policy.base import Policy, PolicyObservation
+from vlac_models.config import doc
+from vlac_models.policy.base import Policy, PolicyObservation
 
 STALENESS_MODES = ('reject', 'importance')
 

@@ -42,7 +42,7 @@ zeros. Success, when not given, is the critic's debounced ``done`` on any score 
 the episode.
 
 Alternative (``rewards_from_critic``): score an episode's frames directly through a critic
-(``vlac_core.critic.base.Critic``): one pair per transition ``(frame_t, frame_{t+1})``, so no
+(``vlac_models.critic.base.Critic``): one pair per transition ``(frame_t, frame_{t+1})``, so no
 join is needed; a NaN score (unparseable model output) leaves that transition uncovered.
 """
 
@@ -53,7 +53,8 @@ import math
 from typing import Any, Sequence
 
 import numpy as np
-from vlac_core.config import doc
+from vlac_models.config import doc
+from vlac_models.stamps import stamp_ns
 
 REWARD_OPTIONS = ('progress', 'success', 'progress+success')
 
@@ -106,9 +107,7 @@ class RewardOptions:
         return self.option in ('success', 'progress+success')
 
 
-def stamp_ns(stamp: Any) -> int:
-    """Integer nanoseconds of a builtin_interfaces/Time (rclpy or rosbags message)."""
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
 
 
 @dataclass(frozen=True)
@@ -257,7 +256,7 @@ def rewards_from_critic(frames: Sequence[np.ndarray], critic: Any, task: str,
     (first frame = ``frames[0]``). ``success`` None: the critic's done probability of the
     last frame against ``options.done_threshold``.
     """
-    from vlac_core.critic.base import DoneQuery, PairQuery
+    from vlac_models.critic.base import DoneQuery, PairQuery
 
     options.validate()
     if len(frames) < 2:

@@ -1,7 +1,7 @@
 """Durable episodes and checkpoints of the trainer (ROS-free; messages in, files out).
 
 ``EpisodeStore`` writes every received episode to ``<root>/<robot_id>/<episode_id>/``, a
-rosbag2 folder (MCAP) written atomically by ``vlac_core.bags.BagWriter`` and fsynced, *before*
+rosbag2 folder (MCAP) written atomically by ``vlac_ros.bags.BagWriter`` and fsynced, *before*
 the trainer uses it: the trainer trains on what it reads back from the store. Topics:
 ``/transitions`` (vlac_interfaces/Transition), ``/progress`` (ProgressReward),
 ``/episode_result`` (EpisodeResult); custom data: robot and episode id, received time.
@@ -27,7 +27,6 @@ checkpoint holding it is saved, so versions stay monotonic across restarts.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-import hashlib
 import json
 import logging
 import os
@@ -40,7 +39,9 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
-from vlac_core.bags import BagWriter, bag_metadata, read_messages
+from vlac_models.files import fsync_path, fsync_tree, sha256_file
+from vlac_models.stamps import stamp_ns
+from vlac_ros.bags import BagWriter, bag_metadata, read_messages
 
 LOG = logging.getLogger(__name__)
 
@@ -50,32 +51,7 @@ RESULT_TOPIC = '/episode_result'
 _NAME = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.-]*$')
 
 
-def _fsync(path: pathlib.Path) -> None:
-    """Flush a file's (or a folder's entries') contents to disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
-
-def _fsync_tree(path: pathlib.Path) -> None:
-    for item in sorted(path.rglob('*')):
-        if item.is_file():
-            _fsync(item)
-    _fsync(path)
-
-
-def _sha256(path: pathlib.Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _stamp_ns(stamp: Any) -> int:
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
 def episode_key(robot_id: str, episode_id: str) -> str:
@@ -136,13 +112,13 @@ class EpisodeStore:
         with BagWriter(path, {'robot_id': robot_id, 'episode_id': episode_id,
                               'received_ns': received_ns}) as writer:
             for msg in transitions:
-                writer.write(TRANSITIONS_TOPIC, _stamp_ns(msg.action_stamp), msg)
+                writer.write(TRANSITIONS_TOPIC, stamp_ns(msg.action_stamp), msg)
             for msg in progress:
-                writer.write(PROGRESS_TOPIC, _stamp_ns(msg.stamp_b), msg)
+                writer.write(PROGRESS_TOPIC, stamp_ns(msg.stamp_b), msg)
             if result is not None:
-                writer.write(RESULT_TOPIC, _stamp_ns(result.end_time), result)
-        _fsync_tree(path)
-        _fsync(path.parent)
+                writer.write(RESULT_TOPIC, stamp_ns(result.end_time), result)
+        fsync_tree(path)
+        fsync_path(path.parent)
         return key, True
 
     def keys(self) -> list[str]:
@@ -329,7 +305,7 @@ class CheckpointManager:
             policy_sha = policy.save_weights(temp / 'policy.safetensors')
             save_optimizer_state(optimizer, temp)
             (temp / 'trainer_state.json').write_text(state.to_json())
-            files = {name: _sha256(temp / name) for name in self.FILES}
+            files = {name: sha256_file(temp / name) for name in self.FILES}
             if policy_sha and policy_sha != files['policy.safetensors']:
                 raise CheckpointError(f'policy.save_weights reported sha256 {policy_sha}, '
                                       f'file has {files["policy.safetensors"]}')
@@ -338,9 +314,9 @@ class CheckpointManager:
                         'policy_version': state.policy_version,
                         'backend': getattr(policy, 'backend', ''), 'files': files}
             (temp / 'manifest.json').write_text(json.dumps(manifest, indent=1))
-            _fsync_tree(temp)
+            fsync_tree(temp)
             temp.rename(final)
-            _fsync(self.root)
+            fsync_path(self.root)
         except BaseException:
             shutil.rmtree(temp, ignore_errors=True)
             raise
@@ -359,7 +335,7 @@ class CheckpointManager:
             manifest = json.loads((path / 'manifest.json').read_text())
             if verify:
                 for name, digest in manifest['files'].items():
-                    if _sha256(path / name) != digest:
+                    if sha256_file(path / name) != digest:
                         raise CheckpointError(f'{path / name} does not match its sha256')
             state = TrainerState.from_json((path / 'trainer_state.json').read_text())
         except CheckpointError:
@@ -425,7 +401,7 @@ def episode_arrays(episode: StoredEpisode) -> dict[str, Sequence]:
     ts = episode.transitions
     return {
         'steps': [int(t.step) for t in ts],
-        'observation_stamps_ns': [_stamp_ns(t.observation_stamp) for t in ts],
+        'observation_stamps_ns': [stamp_ns(t.observation_stamp) for t in ts],
         'log_probs': [float(t.log_prob) for t in ts],
         'values': [float(t.value) for t in ts],
         'rewards': [float(t.reward) if t.has_reward else float('nan') for t in ts],

@@ -3,8 +3,9 @@
 Per robot namespace listed in ``robots`` it subscribes to ``<robot>/transitions``,
 ``<robot>/progress`` and ``<robot>/episode_results`` and publishes ``<robot>/policy_version``
 (vlac_interfaces/PolicyVersion, latched). When an episode result arrives, the node waits
-``settle_time``, then until the episode is complete (as many transitions as the result counts
-and a score reaching the episode's end) or ``max_wait`` has passed: the three topics come from
+``settle_time``, then until the episode is complete (``vlac_models.episodes``: as many
+transitions as the result counts and a score reaching the end of the bounds the runner gave
+it) or ``max_wait`` has passed: the three topics come from
 two processes, and after a restart their history may be replayed in any order and at different
 times. It then hands the episode to the
 ``Learner`` (which writes it to disk before anything else), and a worker trains when enough
@@ -25,11 +26,13 @@ import time
 from builtin_interfaces.msg import Time
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
-from vlac_core.config import doc
-from vlac_core.ros.executor import ResponsiveExecutor
-from vlac_core.ros.params import declare_dataclass
-from vlac_core.ros.qos import LATCHED, PROGRESS, RESULTS, TRANSITIONS
-from vlac_core.ros.spin import run_node
+from vlac_models.config import doc
+from vlac_models.episodes import Episode
+from vlac_models.stamps import stamp_seconds
+from vlac_ros.executor import ResponsiveExecutor
+from vlac_ros.params import declare_dataclass
+from vlac_ros.qos import LATCHED, PROGRESS, RESULTS, TRANSITIONS
+from vlac_ros.spin import run_node
 
 from rl_trainer.learner import Learner, LearnerConfig
 from rl_trainer.ppo import PPOConfig
@@ -37,7 +40,6 @@ from rl_trainer.rewards import RewardOptions
 from vlac_interfaces.msg import EpisodeResult, PolicyVersion, ProgressReward, Transition
 
 PROGRESS_KEPT_S = 600.0  # progress messages kept per robot, seconds of stamps
-END_SCORE_WINDOW_S = 1.0  # a score this close to an episode's end completes its scores
 
 
 @dataclass(frozen=True)
@@ -71,8 +73,7 @@ class TrainerNodeConfig:
         return self
 
 
-def _seconds(stamp) -> float:
-    return stamp.sec + stamp.nanosec * 1e-9
+
 
 
 class TrainerNode(Node):
@@ -91,7 +92,7 @@ class TrainerNode(Node):
         self.learner = Learner(cfg.learner, cfg.ppo, cfg.rewards, writer)
         self._lock = threading.Lock()
         self._transitions: dict[tuple[str, str], dict[int, Transition]] = \
-            collections.defaultdict(dict)
+            collections.defaultdict(dict)  # (robot, episode id) -> step -> transition
         self._progress: dict[str, collections.deque] = {
             r: collections.deque() for r in cfg.robots}
         self._results: list[tuple[float, str, EpisodeResult]] = []
@@ -131,8 +132,8 @@ class TrainerNode(Node):
         with self._lock:
             queue = self._progress[robot]
             queue.append(msg)
-            newest = _seconds(msg.stamp_b)
-            while queue and newest - _seconds(queue[0].stamp_b) > PROGRESS_KEPT_S:
+            newest = stamp_seconds(msg.stamp_b)
+            while queue and newest - stamp_seconds(queue[0].stamp_b) > PROGRESS_KEPT_S:
                 queue.popleft()
 
     def _on_result(self, robot: str, msg: EpisodeResult) -> None:
@@ -141,14 +142,14 @@ class TrainerNode(Node):
         self._wake.set()
 
     # -- worker ----------------------------------------------------------------------------
-    def _complete(self, robot: str, result: EpisodeResult) -> bool:
-        """All of the episode's transitions and a score reaching its end have arrived."""
-        steps = self._transitions.get((robot, result.episode_id), {})
-        if len(steps) < result.steps:
-            return False
-        end = _seconds(result.end_time)
-        return any(_seconds(m.stamp_b) >= end - END_SCORE_WINDOW_S
-                   for m in self._progress[robot])
+    def _assemble(self, robot: str, result: EpisodeResult) -> Episode:
+        """The episode as the runner bounded it (``vlac_models.episodes``), from the inbox."""
+        episode = Episode.from_result(result)
+        for msg in self._transitions.get((robot, result.episode_id), {}).values():
+            episode.add_transition(msg)
+        for msg in self._progress[robot]:
+            episode.add_score(msg)
+        return episode
 
     def _due_episodes(self) -> list:
         now = time.monotonic()
@@ -159,18 +160,17 @@ class TrainerNode(Node):
                 if now < ready_at:
                     waiting.append(item)
                 elif self.learner.is_stored(robot, result.episode_id) or \
-                        self._complete(robot, result) or now >= ready_at + self.config.max_wait:
+                        self._assemble(robot, result).complete(result.steps) or \
+                        now >= ready_at + self.config.max_wait:
                     due.append(item)
                 else:
                     waiting.append(item)
             self._results = waiting
             episodes = []
             for _, robot, result in due:
-                steps = self._transitions.pop((robot, result.episode_id), {})
-                start, end = _seconds(result.start_time), _seconds(result.end_time)
-                progress = [m for m in self._progress[robot]
-                            if start <= _seconds(m.stamp_a) and _seconds(m.stamp_b) <= end + 1.0]
-                episodes.append((robot, result, [steps[k] for k in sorted(steps)], progress))
+                episode = self._assemble(robot, result)
+                self._transitions.pop((robot, result.episode_id), None)
+                episodes.append((robot, result, episode.ordered_transitions(), episode.scores))
         return episodes
 
     def _work(self) -> None:

@@ -15,15 +15,15 @@ from rl_trainer.ppo import (
 )
 from safetensors.torch import load_file, save_file
 import torch
-from vlac_core.policy.base import (
+from vlac_models.policy.base import (
     ACTION_DIM,
-    STATE_DIM,
     EefAction,
     Policy,
     PolicyError,
     PolicyObservation,
     PolicyOutput,
 )
+from vlac_models.state import STATE_DIM
 
 torch.set_num_threads(1)
 BINS = 5

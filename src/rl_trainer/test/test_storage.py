@@ -18,7 +18,7 @@ from rl_trainer.storage import (
 )
 from safetensors.torch import load_file, save_file
 import torch
-from vlac_core.policy.base import PolicyError
+from vlac_models.policy.base import PolicyError
 
 from vlac_interfaces.msg import EpisodeResult, ProgressReward, Transition
 

@@ -2,7 +2,7 @@
 
 import pathlib
 
-from vlac_core.testing.lint import check_style
+from vlac_testing.lint import check_style
 
 
 def test_style() -> None:

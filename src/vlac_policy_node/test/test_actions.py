@@ -8,7 +8,7 @@ import pinocchio as pin
 import pybullet_data
 import pytest
 from std_msgs.msg import Header
-from vlac_core.policy.base import EefAction
+from vlac_models.policy.base import EefAction
 from vlac_policy_node.actions import (
     ArmAdapter,
     ArmState,

@@ -18,10 +18,15 @@ from std_msgs.msg import Bool, String
 from std_srvs.srv import Trigger
 import torch
 from trajectory_msgs.msg import JointTrajectory
-from vlac_core.policy.compact import CompactPolicy, CompactPolicyNet, PolicyConfig, save_model_dir
-from vlac_core.ros.images import numpy_to_image
-from vlac_core.ros.qos import LATCHED, RELIABLE, SENSOR
-from vlac_policy_node.benchmark import direct_figures, node_figures
+from vlac_bench.policy import direct_figures, node_figures
+from vlac_models.policy.compact import (
+    CompactPolicy,
+    CompactPolicyNet,
+    PolicyConfig,
+    save_model_dir,
+)
+from vlac_ros.images import numpy_to_image
+from vlac_ros.qos import LATCHED, RELIABLE, SENSOR
 
 from vlac_interfaces.msg import PolicyVersion, Transition
 
@@ -303,7 +308,7 @@ def test_the_control_loop_keeps_30_hz_under_a_30_hz_camera_and_100_hz_states(pol
     """The benchmark's driver, shortened: the loop keeps its rate while the sensors stream.
 
     With rclpy 7.x's stock MultiThreadedExecutor this node managed 1-3 of the 30 commands/s
-    (see vlac_core.ros.executor); the bound leaves room for a loaded CI machine.
+    (see vlac_ros.executor); the bound leaves room for a loaded CI machine.
     """
     direct_s = direct_figures('compact', str(policy_dir), 'cpu', repeats=20)
     figures = node_figures(str(policy_dir), 'cpu', 30.0, 5.0, direct_s)

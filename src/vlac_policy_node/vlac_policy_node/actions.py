@@ -25,13 +25,15 @@ from dataclasses import dataclass
 import math
 from typing import Sequence
 
-from builtin_interfaces.msg import Duration
 from geometry_msgs.msg import Point, Pose, PoseStamped, Quaternion, Twist, TwistStamped, Vector3
 import numpy as np
 import pinocchio as pin
+from scipy.spatial.transform import Rotation
 from std_msgs.msg import Float64MultiArray, Header
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
-from vlac_core.policy.base import EefAction
+from vlac_models.policy.base import EefAction
+from vlac_models.stamps import to_duration
+from vlac_models.state import policy_state
 
 from vlac_policy_node.config import ArmConfig, SafetyConfig
 from vlac_policy_node.kinematics import ArmKinematics, IkError
@@ -56,8 +58,7 @@ class ArmState:
 
     def state_vector(self) -> np.ndarray:
         """The policy state: x, y, z (m), roll, pitch, yaw (rad), gripper (0..1)."""
-        rpy = pin.rpy.matrixToRpy(self.rotation)
-        return np.array([*self.position, *rpy, self.gripper], dtype=np.float64)
+        return policy_state(self.position, Rotation.from_matrix(self.rotation), self.gripper)
 
 
 def delta_rotation(action: EefAction) -> np.ndarray:
@@ -106,9 +107,7 @@ def _pose_msg(pose: pin.SE3) -> Pose:
                 orientation=Quaternion(x=q.x, y=q.y, z=q.z, w=q.w))
 
 
-def _duration(seconds: float) -> Duration:
-    nanoseconds = int(round(seconds * 1e9))
-    return Duration(sec=nanoseconds // 1_000_000_000, nanosec=nanoseconds % 1_000_000_000)
+
 
 
 class ArmAdapter:
@@ -160,7 +159,7 @@ class ArmAdapter:
         duration = cfg.trajectory_duration or self.period
         return JointTrajectory(header=header, joint_names=list(cfg.joint_names), points=[
             JointTrajectoryPoint(positions=[float(v) for v in positions],
-                                 time_from_start=_duration(duration))])
+                                 time_from_start=to_duration(duration))])
 
     def inverse_kinematics(self, state: ArmState, target: pin.SE3) -> np.ndarray:
         """Joint positions for ``target``, warm-started from the observed joints."""
@@ -191,7 +190,7 @@ class ArmAdapter:
             return JointTrajectory(header=header, joint_names=list(cfg.gripper_joint_names),
                                    points=[JointTrajectoryPoint(
                                        positions=[share] * len(cfg.gripper_joint_names),
-                                       time_from_start=_duration(self.period))])
+                                       time_from_start=to_duration(self.period))])
         return None
 
 

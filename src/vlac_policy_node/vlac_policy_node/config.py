@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 import math
 
-from vlac_core.config import doc
+from vlac_models.config import doc
 
 PANDA_JOINTS = tuple(f'panda_joint{i}' for i in range(1, 8))
 ADAPTERS = ('servo', 'pose', 'joint_trajectory', 'forward_position')

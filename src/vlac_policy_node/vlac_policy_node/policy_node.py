@@ -43,13 +43,15 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Header, String
 from std_srvs.srv import Trigger
-from vlac_core.policy.base import PolicyError, PolicyObservation, load_policy
-from vlac_core.ros.executor import ResponsiveExecutor
-from vlac_core.ros.images import ImageEncodingError, image_to_rgb
-from vlac_core.ros.params import declare_dataclass, read_dataclass
-from vlac_core.ros.qos import LATCHED, RELIABLE, SENSOR, TRANSITIONS
-from vlac_core.ros.spin import run_node
-from vlac_core.throttle import KeyedThrottle
+from vlac_models.policy.base import PolicyError, PolicyObservation, load_policy
+from vlac_models.stamps import stamp_ns, stamp_seconds
+from vlac_models.state import rotation_from_quaternion
+from vlac_models.throttle import KeyedThrottle
+from vlac_ros.executor import ResponsiveExecutor
+from vlac_ros.images import ImageEncodingError, image_to_rgb
+from vlac_ros.params import declare_dataclass, read_dataclass
+from vlac_ros.qos import LATCHED, RELIABLE, SENSOR, TRANSITIONS
+from vlac_ros.spin import run_node
 
 from vlac_interfaces.msg import DeltaAction, Observation, PolicyVersion, Transition
 from vlac_policy_node.actions import (
@@ -73,9 +75,7 @@ class Hold(Exception):
         self.key = key
 
 
-def stamp_seconds(stamp) -> float:
-    """Seconds of a builtin_interfaces/Time."""
-    return stamp.sec + stamp.nanosec * 1e-9
+
 
 
 def weights_path(uri: str, weights_dir: str) -> pathlib.Path:
@@ -407,11 +407,12 @@ class PolicyNode(LifecycleNode):
                            f'{safety.max_state_skew} s of the image: holding')
             p, q = pose.pose.position, pose.pose.orientation
             position = np.array([p.x, p.y, p.z])
-            quat = pin.Quaternion(q.w, q.x, q.y, q.z)
-            if not np.all(np.isfinite(position)) or quat.norm() < 0.5:
+            try:
+                rotation = rotation_from_quaternion(q.x, q.y, q.z, q.w).as_matrix()
+            except ValueError as err:
+                raise Hold('bad_state', f'invalid end-effector pose ({err}): holding') from err
+            if not np.all(np.isfinite(position)):
                 raise Hold('bad_state', 'invalid end-effector pose: holding')
-            quat.normalize()
-            rotation = quat.matrix()
         else:
             try:
                 tip = self.adapter.kinematics.forward(
@@ -508,7 +509,7 @@ class PolicyNode(LifecycleNode):
         if self.config.transition_images:
             obs.images = image_msgs
         else:
-            obs.image_refs = [f'{topic}@{m.header.stamp.sec * 10**9 + m.header.stamp.nanosec}'
+            obs.image_refs = [f'{topic}@{stamp_ns(m.header.stamp)}'
                               for topic, m in zip(self.config.image_topics, image_msgs,
                                                   strict=True)]
         observed = min(image_msgs, key=lambda m: stamp_seconds(m.header.stamp)).header.stamp

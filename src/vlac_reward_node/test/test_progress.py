@@ -5,10 +5,10 @@ import time
 
 import numpy as np
 import pytest
-from vlac_core.bags import BagWriter
-from vlac_core.ros.images import numpy_to_image
 from vlac_reward_node.progress import Frame, FrameMailbox, ProgressTracker, RewardConfig
 from vlac_reward_node.reference import load_reference
+from vlac_ros.bags import BagWriter
+from vlac_ros.images import numpy_to_image
 
 
 def frame(t: float) -> Frame:

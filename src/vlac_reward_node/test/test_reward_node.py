@@ -23,12 +23,12 @@ import pytest
 from rclpy.action import ActionClient
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
-from vlac_core.critic.train import main as train_main
-from vlac_core.ros.images import numpy_to_image
-from vlac_core.ros.qos import LATCHED, RELIABLE, SENSOR
-from vlac_core.testing.tiny_internvl import make_tiny_internvl
+from vlac_ros.images import numpy_to_image
+from vlac_ros.qos import LATCHED, RELIABLE, SENSOR
 from vlac_sim.record import record_dataset
 from vlac_sim.scene import CameraSpec
+from vlac_testing.tiny_internvl import make_tiny_internvl
+from vlac_training.train_critic import main as train_main
 
 from vlac_interfaces.action import ScoreTrajectory
 from vlac_interfaces.msg import GroundTruth, ProgressReward

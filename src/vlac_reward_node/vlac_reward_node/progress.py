@@ -16,7 +16,7 @@ import threading
 from typing import Callable
 
 import numpy as np
-from vlac_core.config import doc
+from vlac_models.config import doc
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ import pathlib
 
 import cv2
 import numpy as np
-from vlac_core.bags import read_messages
+from vlac_ros.bags import read_messages
+from vlac_ros.images import image_to_rgb
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg')
 
@@ -20,19 +21,8 @@ def sample_uniform(frames: list[np.ndarray], count: int) -> tuple[np.ndarray, ..
 
 
 def _bag_frames(path: pathlib.Path, image_topic: str) -> list[np.ndarray]:
-    frames = []
-    for _, _, msg in read_messages(path, [image_topic]):
-        channels = {'rgb8': 3, 'bgr8': 3, 'mono8': 1}.get(msg.encoding)
-        if channels is None:
-            raise ValueError(f'reference bag {path}: unsupported encoding {msg.encoding!r}')
-        rows = np.asarray(msg.data, np.uint8).reshape(msg.height, msg.step)
-        pixels = rows[:, :msg.width * channels].reshape(msg.height, msg.width, channels)
-        if msg.encoding == 'bgr8':
-            pixels = pixels[..., ::-1]
-        elif msg.encoding == 'mono8':
-            pixels = np.repeat(pixels, 3, axis=2)
-        frames.append(np.ascontiguousarray(pixels))
-    return frames
+    return [np.array(image_to_rgb(msg, f'reference bag {path} {image_topic}'))
+            for _, _, msg in read_messages(path, [image_topic])]
 
 
 def load_reference(path: str, count: int = 5, image_topic: str = '/camera/image_raw'

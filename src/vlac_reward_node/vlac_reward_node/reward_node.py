@@ -43,24 +43,20 @@ from rclpy.subscription import Subscription
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header, String
 from std_srvs.srv import Trigger
-from vlac_core.critic import DoneQuery, PairQuery, accumulate_values, load_critic
-from vlac_core.ros.executor import ResponsiveExecutor
-from vlac_core.ros.images import ImageEncodingError, image_to_rgb, numpy_to_image
-from vlac_core.ros.params import declare_dataclass, read_dataclass
-from vlac_core.ros.qos import LATCHED, PROGRESS, RELIABLE, SENSOR
-from vlac_core.ros.spin import run_node
-from vlac_core.throttle import KeyedThrottle
+from vlac_models.critic import DoneQuery, PairQuery, accumulate_values, load_critic
+from vlac_models.stamps import stamp_seconds
+from vlac_models.throttle import KeyedThrottle
+from vlac_ros.executor import ResponsiveExecutor
+from vlac_ros.images import ImageEncodingError, image_to_rgb, numpy_to_image
+from vlac_ros.params import declare_dataclass, read_dataclass
+from vlac_ros.qos import LATCHED, PROGRESS, RELIABLE, SENSOR
+from vlac_ros.spin import run_node
 
 from vlac_interfaces.action import ScoreTrajectory
 from vlac_interfaces.msg import ProgressReward
 from vlac_interfaces.srv import ScorePair
 from vlac_reward_node.progress import Frame, FrameMailbox, ProgressTracker, RewardConfig, Score
 from vlac_reward_node.reference import load_reference
-
-
-def stamp_seconds(stamp) -> float:
-    """Seconds of a builtin_interfaces/Time."""
-    return stamp.sec + stamp.nanosec * 1e-9
 
 
 class RewardNode(LifecycleNode):

@@ -1,7 +1,7 @@
 """The scripted operator drives the simulated arm to success through its command topics."""
 
 import pytest
-from vlac_core.ros.qos import RELIABLE
+from vlac_ros.qos import RELIABLE
 
 from vlac_interfaces.msg import GroundTruth
 from vlac_interfaces.srv import ResetScene

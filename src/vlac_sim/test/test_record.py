@@ -3,7 +3,7 @@
 import json
 
 import numpy as np
-from vlac_core.bags import bag_metadata, read_messages
+from vlac_ros.bags import bag_metadata, read_messages
 from vlac_sim.record import TOPICS, main
 import yaml
 

@@ -11,9 +11,10 @@ import pytest
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray, Header, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
-from vlac_core.ros.images import image_to_rgb
-from vlac_core.ros.qos import LATCHED, RELIABLE, SENSOR
-from vlac_sim.ros_msgs import pose_msg, to_time
+from vlac_models.stamps import to_time
+from vlac_ros.images import image_to_rgb
+from vlac_ros.qos import LATCHED, RELIABLE, SENSOR
+from vlac_sim.ros_msgs import pose_msg
 from vlac_sim.scene import ARM_JOINTS, DOWN, NEUTRAL_ARM
 
 from vlac_interfaces.msg import GroundTruth

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vlac_core.config import doc
+from vlac_models.config import doc
 
 from vlac_sim.control import SafetyLimits
 from vlac_sim.tasks import TASKS

@@ -19,7 +19,7 @@ import math
 from typing import Sequence
 
 import numpy as np
-from vlac_core.config import doc
+from vlac_models.config import doc
 
 from vlac_sim.scene import (
     ARM_JOINTS,

@@ -20,10 +20,10 @@ import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String
-from vlac_core.config import doc
-from vlac_core.ros.params import declare_dataclass
-from vlac_core.ros.qos import LATCHED, RELIABLE
-from vlac_core.ros.spin import run_node
+from vlac_models.config import doc
+from vlac_ros.params import declare_dataclass
+from vlac_ros.qos import LATCHED, RELIABLE
+from vlac_ros.spin import run_node
 
 from vlac_interfaces.msg import GroundTruth
 from vlac_sim.experts import BEHAVIOURS, ExpertObservation, ScriptedExpert

@@ -27,7 +27,8 @@ import time
 
 from geometry_msgs.msg import TwistStamped
 from std_msgs.msg import Float64MultiArray, Header, String
-from vlac_core.bags import BagWriter
+from vlac_models.stamps import to_time
+from vlac_ros.bags import BagWriter
 
 from vlac_sim import ros_msgs
 from vlac_sim.control import ArmController
@@ -55,7 +56,7 @@ def record_episode(scene: PandaScene, controller: ArmController, task: Task, beh
                           'behaviour': behaviour, 'seed': seed}) as bag:
 
         def stamp_of(sim_time: float):
-            return ros_msgs.to_time(base + sim_time)
+            return to_time(base + sim_time)
 
         def ns(sim_time: float) -> int:
             return int(round((base + sim_time) * 1e9))

@@ -13,7 +13,8 @@ from geometry_msgs.msg import Point, Pose, PoseStamped, Quaternion
 import numpy as np
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Header
-from vlac_core.ros.images import numpy_to_image
+from vlac_models.stamps import is_zero, stamp_seconds
+from vlac_ros.images import numpy_to_image
 
 from vlac_interfaces.msg import GroundTruth
 from vlac_sim.scene import BASE_FRAME, OBJECTS, CameraSpec, PandaScene
@@ -23,17 +24,9 @@ SNAPSHOT_FORMAT = 'vlac_sim/snapshot/1'
 MAX_SNAPSHOT_BYTES = 1 << 20
 
 
-def to_time(seconds: float) -> Time:
-    """builtin_interfaces/Time from seconds."""
-    nanoseconds = int(round(seconds * 1e9))
-    return Time(sec=nanoseconds // 1_000_000_000, nanosec=nanoseconds % 1_000_000_000)
-
-
 def to_seconds(stamp: Time) -> float | None:
     """Seconds of a stamp; None for the zero stamp ("now", as ros2_control reads it)."""
-    if stamp.sec == 0 and stamp.nanosec == 0:
-        return None
-    return stamp.sec + stamp.nanosec * 1e-9
+    return None if is_zero(stamp) else stamp_seconds(stamp)
 
 
 def pose_msg(position: np.ndarray, orientation: np.ndarray) -> Pose:

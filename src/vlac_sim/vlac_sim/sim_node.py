@@ -30,11 +30,11 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Float64MultiArray, Header, String
 from trajectory_msgs.msg import JointTrajectory
-from vlac_core.ros.images import numpy_to_image
-from vlac_core.ros.params import declare_dataclass
-from vlac_core.ros.qos import LATCHED, RELIABLE, SENSOR
-from vlac_core.ros.spin import run_node
-from vlac_core.throttle import KeyedThrottle
+from vlac_models.throttle import KeyedThrottle
+from vlac_ros.images import numpy_to_image
+from vlac_ros.params import declare_dataclass
+from vlac_ros.qos import LATCHED, RELIABLE, SENSOR
+from vlac_ros.spin import run_node
 
 from vlac_interfaces.msg import GroundTruth
 from vlac_interfaces.srv import GetSnapshot, ResetScene

@@ -1,0 +1,1 @@
+"""The robot side of the asynchronous RL loop: the episode runner (RunEpisode action)."""

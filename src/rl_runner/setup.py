@@ -1,0 +1,27 @@
+"""Setup for the rl_runner package (ament_python)."""
+
+from setuptools import find_packages, setup
+
+package_name = 'rl_runner'
+
+setup(
+    name=package_name,
+    version='0.1.0',
+    packages=find_packages(exclude=['test']),
+    data_files=[
+        ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
+        ('share/' + package_name, ['package.xml']),
+    ],
+    install_requires=['setuptools'],
+    zip_safe=True,
+    maintainer='VLAC stack maintainers',
+    maintainer_email='vlac-maintainers@example.org',
+    description='Robot-side episode runner of the VLAC RL loop',
+    license='Apache-2.0',
+    tests_require=['pytest'],
+    entry_points={
+        'console_scripts': [
+            'episode_runner = rl_runner.episode_runner:main',
+        ],
+    },
+)

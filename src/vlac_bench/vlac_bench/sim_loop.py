@@ -1,0 +1,81 @@
+"""The whole loop on the simulated arm as processes on a private loopback DDS domain.
+
+Used by ``vlac_demo`` (the newcomer's one-command loop), ``benchmark_trainer`` and the loop's
+integration test; on a ROS machine ``ros2 launch vlac_bringup sim_loop.launch.py`` starts the
+same nodes. ``start_loop`` starts sim_node, vlac_reward_node, vlac_policy_node, trainer_node
+and episode_runner (robot namespace ``robot_1``) in a ``vlac_testing.RosGraph``;
+``run_episode`` sends one RunEpisode goal and waits for its result.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import time
+from typing import Any
+
+from vlac_policy_node.config import arm_config_dir
+
+NAMESPACE = 'robot_1'
+
+
+def wait_future(future, timeout: float):
+    """The future's result, or None after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not future.done() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return future.result() if future.done() else None
+
+
+def start_trainer(graph, policy: pathlib.Path, work: pathlib.Path, **parameters):
+    """trainer_node learning from robot_1, its files under ``work``."""
+    return graph.start_node('trainer_node', package='rl_trainer', name='trainer_node',
+                            parameters={'robots': [NAMESPACE], 'settle_time': 1.0,
+                                        'ppo.target_kl': 0.05,  # as config/loop.yaml
+                                        'learner.work_dir': str(work),
+                                        'learner.weights_dir': str(work / 'weights'),
+                                        'learner.model_path': str(policy), **parameters})
+
+
+def start_loop(graph, critic: pathlib.Path, policy: pathlib.Path, work: pathlib.Path,
+               task: str, camera: int = 96, rate_hz: float = 10.0,
+               trainer: dict[str, Any] | None = None, arm: str = 'sim_panda_servo.yaml'):
+    """Start every node of the loop; return (trainer process, RunEpisode action client)."""
+    from rclpy.action import ActionClient
+
+    from vlac_interfaces.action import RunEpisode
+
+    (work / 'weights').mkdir(parents=True, exist_ok=True)
+    graph.start_node('sim_node', package='vlac_sim', name='sim_node', namespace=NAMESPACE,
+                     parameters={'task': task, 'seed': 0, 'cameras.camera.width': camera,
+                                 'cameras.camera.height': camera,
+                                 'cameras.camera.rate_hz': max(rate_hz, 10.0)})
+    graph.start_node('vlac_reward_node', package='vlac_reward_node', name='vlac_reward_node',
+                     namespace=NAMESPACE,
+                     parameters={'model_path': str(critic), 'stride': 0.2, 'autostart': True,
+                                 'debug_image': False})
+    graph.start_node('vlac_policy_node', package='vlac_policy_node', name='vlac_policy_node',
+                     namespace=NAMESPACE, params_files=[arm_config_dir() / arm],
+                     parameters={'model_path': str(policy), 'rate_hz': rate_hz,
+                                 'weights_dir': str(work / 'weights')})
+    trainer_process = start_trainer(graph, policy, work, **(trainer or {}))
+    graph.start_node('episode_runner', package='rl_runner', name='episode_runner',
+                     namespace=NAMESPACE,
+                     parameters={'episodes_dir': str(work / 'robot_episodes')})
+    client = ActionClient(graph.node, RunEpisode, f'/{NAMESPACE}/run_episode')
+    if not client.wait_for_server(timeout_sec=120.0):
+        raise RuntimeError('episode_runner did not come up:\n' + graph.logs()[-3000:])
+    return trainer_process, client
+
+
+def run_episode(client, task: str, seed: int, max_duration: float, mode: int = 0):
+    """Run one episode through the runner; return its RunEpisode.Result."""
+    from vlac_interfaces.action import RunEpisode
+
+    goal = RunEpisode.Goal(task=task, seed=seed, max_duration=max_duration, mode=mode)
+    handle = wait_future(client.send_goal_async(goal), 60.0)
+    if handle is None or not handle.accepted:
+        raise RuntimeError(f'episode {seed}: goal not accepted')
+    response = wait_future(handle.get_result_async(), max_duration + 120.0)
+    if response is None:
+        raise RuntimeError(f'episode {seed}: no result')
+    return response.result

@@ -1,0 +1,106 @@
+"""Networks shared by the compact critic and the compact policy (ROS-free).
+
+``FrameEncoder`` turns uint8 frames into an embedding (spatial-softmax keypoints or a flattened
+CNN), ``FilmLinear`` modulates a layer by the task embedding, ``export_graph_onnx`` exports a
+module with a dynamic batch axis. Both models build on these, so neither depends on the other.
+"""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+from typing import Protocol
+import warnings
+
+import torch
+from torch import nn
+
+
+class EncoderConfig(Protocol):
+    """What ``FrameEncoder`` reads from a model's architecture config."""
+
+    frame_size: int
+    encoder: str
+    channels: tuple[int, int, int, int]
+    embed_dim: int
+
+
+class FrameEncoder(nn.Module):
+    """(B, S, S, 3) uint8 RGB frames -> (B, embed_dim) float32 embeddings.
+
+    'keypoints': three stride-2 convolutions to an S/8 grid, a fourth (stride 1) with
+    ``channels[3]`` maps, each turned into an expected image position by a spatial softmax
+    (x, y in [-1, 1]) and a presence (its maximum); the 3 x channels[3] values are projected
+    to ``embed_dim``. Positions of things rather than their pixels generalise across layouts.
+    'flatten': four stride-2 convolutions, flattened and projected.
+    """
+
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__()
+        self.keypoints = config.encoder == 'keypoints'
+        layers: list[nn.Module] = []
+        previous = 3
+        for k, channels in enumerate(config.channels):
+            last = k == len(config.channels) - 1
+            layers.append(nn.Conv2d(previous, channels, 5 if k == 0 else 3,
+                                    stride=1 if last and self.keypoints else 2,
+                                    padding=2 if k == 0 else 1))
+            if not (last and self.keypoints):
+                layers += [nn.GroupNorm(min(8, channels), channels), nn.ReLU()]
+            previous = channels
+        self.conv = nn.Sequential(*layers)
+        if self.keypoints:
+            side = config.frame_size // 8
+            grid = (torch.arange(side, dtype=torch.float32) + 0.5) / side * 2.0 - 1.0
+            self.register_buffer('grid_x', grid.repeat(side), persistent=False)
+            self.register_buffer('grid_y', grid.repeat_interleave(side), persistent=False)
+            self.project = nn.Linear(3 * previous, config.embed_dim)
+        else:
+            side = config.frame_size // 16
+            self.project = nn.Linear(previous * side * side, config.embed_dim)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """Embed uint8 NHWC frames."""
+        x = frames.permute(0, 3, 1, 2).to(torch.float32) * (1.0 / 127.5) - 1.0
+        maps = self.conv(x)
+        if not self.keypoints:
+            return self.project(maps.flatten(1))
+        logits = maps.flatten(2)  # (B, K, side * side)
+        weights = torch.softmax(logits, dim=2)
+        features = torch.cat([weights @ self.grid_x, weights @ self.grid_y,
+                              logits.amax(dim=2)], dim=1)
+        return self.project(features)
+
+
+class FilmLinear(nn.Module):
+    """Linear layer whose output is scaled and shifted per task: relu(W x (1 + g) + b)."""
+
+    def __init__(self, in_dim: int, out_dim: int, text_dim: int, task_dim: int = 128) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_dim, out_dim)
+        self.film = nn.Sequential(nn.Linear(text_dim, task_dim), nn.ReLU(),
+                                  nn.Linear(task_dim, 2 * out_dim))
+
+    def forward(self, x: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
+        """The modulated layer's output for inputs ``x`` and task embeddings ``task``."""
+        gamma, beta = self.film(task).chunk(2, dim=-1)
+        return torch.relu(self.linear(x) * (1.0 + gamma) + beta)
+
+
+def export_graph_onnx(module: nn.Module, inputs: tuple[torch.Tensor, ...], names: list[str],
+                      output: str, path: pathlib.Path) -> None:
+    """Export ``module`` to ONNX at ``path`` with a dynamic batch axis on every input."""
+    batch = torch.export.Dim('batch', min=1, max=65536)
+    parameters = list(module.forward.__code__.co_varnames[1:1 + len(inputs)])
+    exporter_log = logging.getLogger('torch.onnx')
+    level = exporter_log.level
+    exporter_log.setLevel(logging.ERROR)  # not 'torchvision is not installed' four times
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            torch.onnx.export(module, inputs, str(path), input_names=names,
+                              output_names=[output],
+                              dynamic_shapes={p: {0: batch} for p in parameters}, dynamo=True,
+                              external_data=False, verbose=False, optimize=True)
+    finally:
+        exporter_log.setLevel(level)

@@ -1,0 +1,41 @@
+"""pytest plugin (vlac_testing's ``pytest11`` entry point): the ``ros_graph`` fixture.
+
+At start-up it points this process's DDS at the loopback-only profile, before any test can
+create a participant, so no test run multicasts on the LAN. Each test that asks for
+``ros_graph`` gets a private domain; on failure the children's logs are printed.
+"""
+
+from __future__ import annotations
+
+import pytest
+from vlac_ros.dds import apply_loopback_env
+
+from vlac_testing.ros_graph import RosGraph
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Restrict this process's DDS to loopback before any test runs."""
+    apply_loopback_env()
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Keep each phase's report on the item so fixtures can tell whether the test failed."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f'vlac_rep_{report.when}', report)
+
+
+@pytest.fixture
+def ros_graph(request: pytest.FixtureRequest, tmp_path) -> RosGraph:
+    """Yield a private ROS 2 graph (domain, loopback DDS, children), torn down after the test."""
+    graph = RosGraph(tmp_path / 'ros_graph')
+    try:
+        yield graph
+    finally:
+        failed = any(getattr(getattr(request.node, f'vlac_rep_{when}', None), 'failed', False)
+                     for when in ('setup', 'call'))
+        survivors = graph.close()
+        if failed:
+            print(f'\n===== node logs (ROS_DOMAIN_ID={graph.domain_id}) =====\n{graph.logs()}')
+        assert not survivors, f'processes survived teardown: {survivors}'
