@@ -7,6 +7,7 @@ command interface) and counts what it suppressed, so the next message can say ho
 
 from __future__ import annotations
 
+import threading
 import time
 
 
@@ -26,3 +27,33 @@ class KeyedThrottle:
             return None
         self._last[key] = now
         return self._suppressed.pop(key, 0)
+
+
+class RejectLog:
+    """Throttled, counted reports of rejected input or held steps, one throttle per key.
+
+    ``report(key, message, level)`` counts every call (``count``, thread-safe) and logs at
+    most one line per key per ``period`` through ``logger`` (an rclpy logger or a
+    ``logging.Logger``: anything with ``info``/``warning``/``error``), saying how many were
+    suppressed since. Routine waits go at 'info', degraded input at 'warning', refusals that
+    need a person at 'error'.
+    """
+
+    LEVELS = ('info', 'warning', 'error')
+
+    def __init__(self, logger, period: float = 2.0) -> None:
+        self._logger = logger
+        self._throttle = KeyedThrottle(period)
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def report(self, key: str, message: str, level: str = 'error') -> None:
+        """Count one rejection; log it unless ``key`` logged within the period."""
+        if level not in self.LEVELS:
+            raise ValueError(f'level must be one of {self.LEVELS}, got {level!r}')
+        with self._lock:
+            self.count += 1
+            suppressed = self._throttle.allow(key)
+        if suppressed is not None:
+            more = f' ({suppressed} more since)' if suppressed else ''
+            getattr(self._logger, level)(f'{message}{more}')

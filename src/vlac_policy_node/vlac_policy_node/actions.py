@@ -75,16 +75,16 @@ def limit_action(action: EefAction, state: ArmState, safety: SafetyConfig
     notes: list[str] = []
     translation = vector[:3].copy()
     norm = float(np.linalg.norm(translation))
-    if norm > safety.max_step_translation:
+    if norm > safety.max_step_translation * (1.0 + 1e-9):
         translation *= safety.max_step_translation / norm
-        notes.append(f'translation {norm:.3f} m scaled to {safety.max_step_translation} m')
+        notes.append(f'translation {norm:.4g} m scaled to {safety.max_step_translation:g} m')
     rotation = delta_rotation(action)
     angle = float(np.linalg.norm(pin.log3(rotation)))
     rpy = vector[3:6]
-    if angle > safety.max_step_rotation:
+    if angle > safety.max_step_rotation * (1.0 + 1e-9):
         rotation = pin.exp3(pin.log3(rotation) * (safety.max_step_rotation / angle))
         rpy = pin.rpy.matrixToRpy(rotation)
-        notes.append(f'rotation {angle:.3f} rad scaled to {safety.max_step_rotation} rad')
+        notes.append(f'rotation {angle:.4g} rad scaled to {safety.max_step_rotation:g} rad')
     target = np.clip(state.position + translation, safety.workspace_min, safety.workspace_max)
     if not np.allclose(target, state.position + translation):
         notes.append('target clipped to the workspace box')

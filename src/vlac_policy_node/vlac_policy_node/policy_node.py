@@ -46,9 +46,10 @@ from std_srvs.srv import Trigger
 from vlac_models.policy.base import PolicyError, PolicyObservation, load_policy
 from vlac_models.stamps import stamp_ns, stamp_seconds
 from vlac_models.state import rotation_from_quaternion
-from vlac_models.throttle import KeyedThrottle
+from vlac_models.throttle import RejectLog
 from vlac_ros.executor import ResponsiveExecutor
 from vlac_ros.images import ImageEncodingError, image_to_rgb
+from vlac_ros.lifecycle import autostart
 from vlac_ros.params import declare_dataclass, read_dataclass
 from vlac_ros.qos import LATCHED, RELIABLE, SENSOR, TRANSITIONS
 from vlac_ros.spin import run_node
@@ -68,11 +69,16 @@ STATE_HISTORY = 64  # joint-state / pose messages kept for stamp matching
 
 
 class Hold(Exception):
-    """This control step must not move the arm; the message says why."""
+    """This control step must not move the arm; the message says why.
 
-    def __init__(self, key: str, message: str) -> None:
+    ``level``: 'info' for the normal waits of a starting system (no task, no image, no URDF
+    yet), 'warning' for degraded input (stale data), 'error' for refusals (bad state, unsafe
+    or invalid actions, no joint solution).
+    """
+
+    def __init__(self, key: str, message: str, level: str = 'error') -> None:
         super().__init__(message)
-        self.key = key
+        self.key, self.level = key, level
 
 
 
@@ -111,7 +117,7 @@ class PolicyNode(LifecycleNode):
         self.adapter: ArmAdapter | None = None
         self.version = 0
         self._lock = threading.Lock()  # observation buffers, task, e-stop, pending swap
-        self._throttle = KeyedThrottle(period=2.0)
+        self.rejects = RejectLog(self.get_logger(), period=2.0)
         self._images: list = []
         self._joints: collections.deque = collections.deque(maxlen=STATE_HISTORY)
         self._poses: collections.deque = collections.deque(maxlen=STATE_HISTORY)
@@ -132,14 +138,7 @@ class PolicyNode(LifecycleNode):
         self._control_group = MutuallyExclusiveCallbackGroup()
         self._swap_group = MutuallyExclusiveCallbackGroup()
         self._service_group = ReentrantCallbackGroup()
-        self._autostart_timer = None
-        if self.get_parameter('autostart').value:
-            self._autostart_timer = self.create_timer(0.01, self._autostart_once)
-
-    def _autostart_once(self) -> None:
-        self.destroy_timer(self._autostart_timer)
-        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
-            self.trigger_activate()
+        autostart(self)
 
     # -- lifecycle -------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -274,26 +273,20 @@ class PolicyNode(LifecycleNode):
         self._pending = None
 
     # -- inputs ----------------------------------------------------------------------------
-    def _reject(self, key: str, message: str) -> None:
-        suppressed = self._throttle.allow(key)
-        if suppressed is not None:
-            more = f' ({suppressed} more since)' if suppressed else ''
-            self.get_logger().error(f'{message}{more}')
-
     def _on_image(self, index: int, msg: Image) -> None:
         try:
             rgb = image_to_rgb(msg)
         except ImageEncodingError as err:
-            self._reject(f'image{index}:{err}', f'frame on '
-                         f'{self.config.image_topics[index]} rejected: {err}')
+            self.rejects.report(f'image{index}:{err}', f'frame on '
+                                f'{self.config.image_topics[index]} rejected: {err}')
             return
         with self._lock:
             self._images[index] = (msg, rgb, stamp_seconds(msg.header.stamp))
 
     def _on_joints(self, msg: JointState) -> None:
         if len(msg.name) != len(msg.position):
-            self._reject('joints', f'joint_states with {len(msg.name)} names and '
-                         f'{len(msg.position)} positions rejected')
+            self.rejects.report('joints', f'joint_states with {len(msg.name)} names and '
+                                f'{len(msg.position)} positions rejected')
             return
         with self._lock:
             self._joints.append((stamp_seconds(msg.header.stamp), msg))
@@ -301,8 +294,9 @@ class PolicyNode(LifecycleNode):
     def _on_pose(self, msg: PoseStamped) -> None:
         frame = self.config.arm.base_frame
         if msg.header.frame_id and msg.header.frame_id != frame:
-            self._reject('pose_frame', f'end-effector pose in frame {msg.header.frame_id!r} '
-                         f'rejected: expected the base frame {frame!r}')
+            self.rejects.report('pose_frame',
+                                f'end-effector pose in frame {msg.header.frame_id!r} '
+                                f'rejected: expected the base frame {frame!r}')
             return
         with self._lock:
             self._poses.append((stamp_seconds(msg.header.stamp), msg))
@@ -381,21 +375,21 @@ class PolicyNode(LifecycleNode):
             joints, poses = list(self._joints), list(self._poses)
             task = self.task
         if not task:
-            raise Hold('task', 'no task yet (task parameter or task topic): holding')
+            raise Hold('task', 'no task yet (task parameter or task topic): holding', 'info')
         if any(image is None for image in images):
-            raise Hold('no_image', 'no camera image yet: holding')
+            raise Hold('no_image', 'no camera image yet: holding', 'info')
         if self._kinematics_required and self.adapter.kinematics is None:
             raise Hold('kinematics', 'no usable robot_description yet on '
-                       f'{cfg.arm.robot_description_topic!r}: holding')
+                       f'{cfg.arm.robot_description_topic!r}: holding', 'info')
         stamp = min(image[2] for image in images)
         age = now - stamp
         if age > safety.max_observation_age:
             raise Hold('stale', f'stale observation: newest image is {age:.3f} s old '
-                       f'(max_observation_age {safety.max_observation_age} s): holding')
+                       f'(max_observation_age {safety.max_observation_age} s): holding', 'warning')
         joint = _closest(joints, stamp, safety.max_state_skew)
         if joint is None:
             raise Hold('stale', 'no joint state within max_state_skew '
-                       f'{safety.max_state_skew} s of the image: holding')
+                       f'{safety.max_state_skew} s of the image: holding', 'warning')
         names, positions = list(joint.name), list(joint.position)
         if not np.all(np.isfinite(positions)):
             raise Hold('bad_state', 'non-finite joint positions: holding')
@@ -404,7 +398,7 @@ class PolicyNode(LifecycleNode):
             pose = _closest(poses, stamp, safety.max_state_skew)
             if pose is None:
                 raise Hold('stale', 'no end-effector pose within max_state_skew '
-                           f'{safety.max_state_skew} s of the image: holding')
+                           f'{safety.max_state_skew} s of the image: holding', 'warning')
             p, q = pose.pose.position, pose.pose.orientation
             position = np.array([p.x, p.y, p.z])
             try:
@@ -478,7 +472,7 @@ class PolicyNode(LifecycleNode):
                 gripper = self.adapter.gripper_command(action, header)
         except Hold as hold:
             self.holds[hold.key] += 1
-            self._reject(hold.key, str(hold))
+            self.rejects.report(hold.key, str(hold), hold.level)
             self._send_hold(header)
             return
         latency = time.perf_counter() - started
@@ -493,7 +487,7 @@ class PolicyNode(LifecycleNode):
         if gripper is not None and self.gripper_pub is not None:
             self.gripper_pub.publish(gripper)
         if notes:
-            self._reject('limited', 'action limited: ' + '; '.join(notes))
+            self.rejects.report('limited', 'action limited: ' + '; '.join(notes), 'warning')
         delta = _delta_msg(action, header)
         self.preview_pub.publish(delta)
         self.actions += 1

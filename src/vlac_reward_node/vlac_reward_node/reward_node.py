@@ -45,9 +45,10 @@ from std_msgs.msg import Header, String
 from std_srvs.srv import Trigger
 from vlac_models.critic import DoneQuery, PairQuery, accumulate_values, load_critic
 from vlac_models.stamps import stamp_seconds
-from vlac_models.throttle import KeyedThrottle
+from vlac_models.throttle import RejectLog
 from vlac_ros.executor import ResponsiveExecutor
 from vlac_ros.images import ImageEncodingError, image_to_rgb, numpy_to_image
+from vlac_ros.lifecycle import autostart
 from vlac_ros.params import declare_dataclass, read_dataclass
 from vlac_ros.qos import LATCHED, PROGRESS, RELIABLE, SENSOR
 from vlac_ros.spin import run_node
@@ -70,10 +71,11 @@ class RewardNode(LifecycleNode):
         self.reference: tuple[np.ndarray, ...] = ()
         self._model_lock = threading.Lock()  # one model call at a time (stream or services)
         self._state_lock = threading.Lock()  # tracker state shared by camera and inference
-        self._throttle = KeyedThrottle(period=2.0)
+        self.rejects = RejectLog(self.get_logger(), period=2.0)  # bad frames, counted
+        self.notices = RejectLog(self.get_logger(), period=2.0)
         self.mailbox = FrameMailbox()
         self.tracker = ProgressTracker(0.2, 0.9, 3)
-        self.scored = self.rejected = 0
+        self.scored = 0
         self._latency: deque[float] = deque(maxlen=300)  # model call, s
         self._node_latency: deque[float] = deque(maxlen=300)  # frame arrival to reward, s
         self._subscriptions_live: list = []
@@ -83,14 +85,7 @@ class RewardNode(LifecycleNode):
         self._stream_group = ReentrantCallbackGroup()  # camera frames, scored in place
         self._control_group = MutuallyExclusiveCallbackGroup()  # task topic, diagnostics
         self._service_group = ReentrantCallbackGroup()
-        self._autostart_timer = None
-        if self.get_parameter('autostart').value:
-            self._autostart_timer = self.create_timer(0.01, self._autostart_once)
-
-    def _autostart_once(self) -> None:
-        self.destroy_timer(self._autostart_timer)
-        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
-            self.trigger_activate()
+        autostart(self)
 
     # -- lifecycle -------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -205,13 +200,6 @@ class RewardNode(LifecycleNode):
         response.success, response.message = True, f'new episode: {self.tracker.task!r}'
         return response
 
-    def _reject(self, key: str, message: str) -> None:
-        self.rejected += 1
-        suppressed = self._throttle.allow(key)
-        if suppressed is not None:
-            more = f' ({suppressed} more since)' if suppressed else ''
-            self.get_logger().error(f'{message}{more}')
-
     def _image_callback(self):
         """The camera callback, taking the message info where rclpy offers it (Iron on)."""
         if hasattr(Subscription, 'CallbackType'):
@@ -225,13 +213,14 @@ class RewardNode(LifecycleNode):
         try:
             rgb = image_to_rgb(msg)
         except ImageEncodingError as err:
-            self._reject(f'image:{err}', f'frame on {self.config.image_topic} rejected: {err}')
+            self.rejects.report(f'image:{err}',
+                                f'frame on {self.config.image_topic} rejected: {err}')
             return
         stamp = stamp_seconds(msg.header.stamp)
         age = self.get_clock().now().nanoseconds * 1e-9 - stamp
         if age > self.config.max_frame_age:
-            self._reject('stale', f'stale frame rejected: {age:.2f} s old '
-                         f'(max_frame_age {self.config.max_frame_age} s)')
+            self.rejects.report('stale', f'stale frame rejected: {age:.2f} s old '
+                                f'(max_frame_age {self.config.max_frame_age} s)')
             return
         # The view keeps the message buffer alive.
         frame = Frame(rgb, stamp, msg.header.stamp, arrival)
@@ -260,8 +249,9 @@ class RewardNode(LifecycleNode):
                 return
             score = self.tracker.record(frame, delta, done_p)
         if not np.isfinite(delta):
-            self._reject('nan', f'critic output unparseable for the frame at {frame.stamp:.3f};'
-                         ' no reward published for it')
+            self.rejects.report('nan',
+                                f'critic output unparseable for the frame at {frame.stamp:.3f};'
+                                ' no reward published for it')
             return
         self.scored += 1
         self._latency.append(latency)
@@ -303,11 +293,10 @@ class RewardNode(LifecycleNode):
         dropped = self.mailbox.dropped
         level = DiagnosticStatus.WARN if dropped else DiagnosticStatus.OK
         if dropped:
-            suppressed = self._throttle.allow('dropped')
-            if suppressed is not None:
-                self.get_logger().warn(f'critic falling behind: {dropped} frames dropped so far '
-                                       f'(inference p50 {np.percentile(latency, 50):.1f} ms)')
-        values = {'scored': self.scored, 'dropped': dropped, 'rejected': self.rejected,
+            self.notices.report('dropped', f'critic falling behind: {dropped} frames dropped so '
+                                f'far (inference p50 {np.percentile(latency, 50):.1f} ms)',
+                                'warning')
+        values = {'scored': self.scored, 'dropped': dropped, 'rejected': self.rejects.count,
                   'latency_p50_ms': f'{np.percentile(latency, 50):.1f}',
                   'latency_p99_ms': f'{np.percentile(latency, 99):.1f}',
                   'node_latency_p50_ms': f'{np.percentile(node_latency, 50):.2f}',
