@@ -4,7 +4,7 @@ VENV ?= $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 export AMENT_PREFIX_PATH := $(VENV)
 
-.PHONY: setup test demo lint format colcon-list lock clean
+.PHONY: setup test demo bench docs lint format colcon-list lock clean
 
 setup:
 	@tools/setup_venv.sh $(VENV)
@@ -17,6 +17,14 @@ test: setup
 ## make demo: the whole loop on the simulated arm (records demos, trains, runs episodes).
 demo: setup
 	$(VENV)/bin/vlac_demo $(DEMO_ARGS)
+
+## make bench: every benchmark script, figures written to docs/benchmarks.md (not run by CI).
+bench: setup
+	$(VENV)/bin/vlac_bench_report $(BENCH_ARGS)
+
+## make docs: regenerate docs/nodes.md from the nodes' config dataclasses.
+docs: setup
+	$(VENV)/bin/vlac_node_docs
 
 lint: setup
 	$(PY) -m ruff check .

@@ -31,11 +31,16 @@ def generate_launch_description():
                               description='also run the scripted expert as the teleoperator'),
         DeclareLaunchArgument('expert_behaviour', default_value='expert',
                               description='expert | random | stalled | reversed'),
+        DeclareLaunchArgument('camera_size', default_value='96',
+                              description='side of the square camera image, px (96: what the '
+                              'demo records and trains its models on, as vlac_demo runs it)'),
     ]
     sim = Node(package='vlac_sim', executable='sim_node', name='sim_node', namespace=namespace,
                parameters=[LaunchConfiguration('config'),
                            {'task': LaunchConfiguration('task'),
-                            'seed': LaunchConfiguration('seed')}],
+                            'seed': LaunchConfiguration('seed'),
+                            'cameras.camera.width': LaunchConfiguration('camera_size'),
+                            'cameras.camera.height': LaunchConfiguration('camera_size')}],
                output='screen')
     expert = Node(package='vlac_sim', executable='expert_teleop', name='expert_teleop',
                   namespace=namespace, condition=IfCondition(LaunchConfiguration('expert')),

@@ -27,7 +27,8 @@ def generate_launch_description():
     weights = PathJoinSubstitution([work, 'weights'])
     sim = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(os.path.join(share, 'launch', 'sim.launch.py')),
-        launch_arguments={'namespace': namespace, 'task': LaunchConfiguration('task')}.items())
+        launch_arguments={'namespace': namespace, 'task': LaunchConfiguration('task'),
+                          'camera_size': LaunchConfiguration('camera_size')}.items())
     robot = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(os.path.join(share, 'launch', 'robot.launch.py')),
         launch_arguments={'namespace': namespace,
@@ -45,7 +46,11 @@ def generate_launch_description():
     return LaunchDescription([
         DeclareLaunchArgument('namespace', default_value='robot_1',
                               description='robot namespace (the trainer learns from it)'),
-        DeclareLaunchArgument('task', default_value='press_button'),
+        DeclareLaunchArgument('task', default_value='press_button',
+                              description='task (see vlac_sim.tasks)'),
+        DeclareLaunchArgument('camera_size', default_value='96',
+                              description='square camera side, px (as vlac_demo and the models '
+                              'it trains use)'),
         DeclareLaunchArgument('policy_model', description='initial policy model directory'),
         DeclareLaunchArgument('critic_model', description='critic model directory'),
         DeclareLaunchArgument('work_dir', default_value='trainer',

@@ -16,9 +16,16 @@ build=$root/build/venv
 cd "$root"
 
 log() { printf '[setup] %s\n' "$*"; }
-# pip, quiet; drops the "Location ... is ignored" lines some pip configurations print.
+# pip, quiet (editable installs of our own packages); drops the "Location ... is ignored"
+# lines some pip configurations print.
 pip_install() {
   "$vpy" -m pip install -q --disable-pip-version-check "$@" 2> >(grep -v ' is ignored: ' >&2)
+}
+# pip with its own progress (downloads with sizes, what it installs): the long steps, so a
+# first `make setup` is minutes of visible work, not minutes of silence.
+pip_install_loud() {
+  "$vpy" -m pip install --progress-bar on --disable-pip-version-check "$@" \
+    2> >(grep -v ' is ignored: ' >&2) | { grep -v '^Requirement already satisfied' || true; }
 }
 
 # hash_of FILE_OR_DIR... : one hash over the listed files' paths and contents.
@@ -42,10 +49,10 @@ vpy=$venv/bin/python
 
 h=$(hash_of requirements tools/fix_wheel_cmake.py)
 if step_needed deps "$h"; then
-  log 'installing torch==2.13.0 first (CPU build; keeps CUDA wheels out)'
-  pip_install torch==2.13.0
-  log 'installing ROS 2 Jazzy wheels and Python dependencies (pinned)'
-  pip_install -c requirements/constraints.txt \
+  log 'step 1/4: torch==2.13.0 first (CPU build, 750 MB installed; keeps CUDA wheels out)'
+  pip_install_loud torch==2.13.0
+  log 'step 2/4: ROS 2 Jazzy wheels and Python dependencies (pinned; the venv ends at 2.7 GB)'
+  pip_install_loud -c requirements/constraints.txt \
     -r requirements/dev.txt -r requirements/ros-jazzy.txt -r requirements/python.txt
   "$vpy" tools/fix_wheel_cmake.py "$venv"
   rm -f "$stamps"/cmake-*   # new wheels: rebuild the interfaces against them
@@ -66,7 +73,7 @@ for pkg_dir in src/vlac_interfaces .; do
   else inputs=("$pkg_dir"); fi
   h=$(hash_of "${inputs[@]}")
   if step_needed "cmake-$name" "$h"; then
-    log "building $name (cmake, install prefix $venv)"
+    log "step 3/4: building $name (cmake, install prefix $venv)"
     rm -rf "$build/$name"
     cmake -S "$pkg_dir" -B "$build/$name" -DCMAKE_INSTALL_PREFIX="$venv" \
       -DPython3_EXECUTABLE="$vpy" -DBUILD_TESTING=OFF > "$build.$name.log" 2>&1 \
@@ -84,7 +91,7 @@ for setup_py in src/*/setup.py; do
   name=$(basename "$pkg_dir")
   h=$(hash_of "$pkg_dir/setup.py" "$pkg_dir/setup.cfg" "$pkg_dir/package.xml")
   if step_needed "py-$name" "$h"; then
-    log "installing $name (editable)"
+    log "step 4/4: installing $name (editable)"
     pip_install --no-deps --no-build-isolation -e "$pkg_dir"
     mkdir -p "$venv/share/ament_index/resource_index/packages" "$venv/share/$name"
     ln -sfn "$root/$pkg_dir/resource/$name" \

@@ -16,7 +16,7 @@ setup(
     zip_safe=True,
     maintainer='VLAC stack maintainers',
     maintainer_email='vlac-maintainers@example.org',
-    description='Human-in-the-loop teleoperation and intervention for the VLAC RL loop.',
+    description='Placeholder for human-in-the-loop teleoperation (no code yet).',
     license='Apache-2.0',
     tests_require=['pytest'],
     entry_points={

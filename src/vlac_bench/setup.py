@@ -23,10 +23,13 @@ setup(
         'console_scripts': [
             'vlac_demo = vlac_bench.demo:main',
             'benchmark_policy = vlac_bench.policy:main',
+            'benchmark_vlac_policy = vlac_bench.vlac_policy:main',
             'benchmark_reward = vlac_bench.reward:main',
             'benchmark_trainer = vlac_bench.trainer:main',
             'benchmark_sim = vlac_bench.sim:main',
             'evaluate_policy_node = vlac_bench.evaluate_policy_node:main',
+            'vlac_node_docs = vlac_bench.node_docs:main',
+            'vlac_bench_report = vlac_bench.report:main',
         ],
     },
 )

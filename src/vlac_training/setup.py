@@ -27,7 +27,6 @@ setup(
             'train_offline = vlac_training.train_offline:main',
             'export_policy_onnx = vlac_training.export_policy:main',
             'evaluate_policy = vlac_training.rollout:main',
-            'evaluate_policy_node = vlac_bench.evaluate_policy_node:main',
             'ppo_sanity = vlac_training.sanity:main',
         ],
     },

@@ -97,6 +97,11 @@ class EpisodeStatus:
     progress: float = 0.0
     done_probability: float = 0.0
     done: threading.Event = field(default_factory=threading.Event)
+    task: str = ''
+    """The instruction published for the episode."""
+    published_ns: int = 0
+    """When it was published: the critic's first pair after it means the critic took it."""
+    critic_ready: threading.Event = field(default_factory=threading.Event)
 
 
 class EpisodeAborted(RuntimeError):
@@ -167,6 +172,9 @@ class EpisodeRunner(Node):
 
     def _on_progress(self, msg: ProgressReward) -> None:
         with self._lock:
+            status = self._status
+            if msg.task == status.task and stamp_ns(msg.stamp_a) >= status.published_ns:
+                status.critic_ready.set()
             if self._episode is None or not self._episode.add_score(msg):
                 return
             self._status.progress = float(msg.value)
@@ -270,9 +278,14 @@ class EpisodeRunner(Node):
                 'instruction': instruction, 'mode': goal.mode, 'seed': goal.seed})
             with self._lock:
                 self._bag, self._episode, self._status = bag, episode, status
+                status.task, status.published_ns = instruction, self.get_clock().now().nanoseconds
             self.episode_pub.publish(String(data=episode_id))
             self.task_pub.publish(String(data=instruction))
-            time.sleep(0.2)  # let the critic and the policy take the task and episode id
+            # The critic scores the new episode (its first pair after the task): it and the
+            # policy node (episode id sent before the task, same QoS) have both taken it.
+            if not status.critic_ready.wait(cfg.service_timeout):
+                raise EpisodeAborted('the critic did not start scoring the new task within '
+                                     f'service_timeout {cfg.service_timeout} s')
             with self._lock:
                 # The episode's bounds start here: scores of the reset are not its own.
                 episode.start(self.get_clock().now().nanoseconds)

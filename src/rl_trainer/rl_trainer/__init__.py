@@ -1,1 +1,1 @@
-"""Off-board PPO trainer and robot-side episode runner of the VLAC RL loop."""
+"""Off-board PPO trainer of the VLAC RL loop: episode store, learner, PPO, reward join."""

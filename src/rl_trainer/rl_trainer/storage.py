@@ -117,9 +117,7 @@ class EpisodeStore:
                 writer.write(PROGRESS_TOPIC, stamp_ns(msg.stamp_b), msg)
             if result is not None:
                 writer.write(RESULT_TOPIC, stamp_ns(result.end_time), result)
-        fsync_tree(path)
-        fsync_path(path.parent)
-        return key, True
+        return key, True  # BagWriter flushed it to disk before naming it
 
     def keys(self) -> list[str]:
         """Keys of every complete stored episode, oldest received first."""

@@ -23,6 +23,39 @@ import argparse
 import pathlib
 import sys
 import time
+from typing import Callable
+
+
+def prepare_models(work: pathlib.Path, task: str, demos: int, critic: pathlib.Path,
+                   policy: pathlib.Path, say: Callable[[str], None]) -> bool:
+    """Record demonstrations and train whichever model is missing; False if training failed.
+
+    The starting point of the paper's loop: a compact critic and a behaviour-cloned compact
+    policy from ``demos`` expert demonstrations of ``task`` (96 px camera), under ``work``.
+    """
+    if not (critic / 'config.json').is_file() or not (policy / 'config.json').is_file():
+        from vlac_sim.record import record_dataset
+        from vlac_sim.scene import CameraSpec
+
+        say(f'recording {demos} expert demonstrations of {task} (simulator)')
+        record_dataset(work / 'demos', [task], episodes=demos, failures=0,
+                       camera=CameraSpec(width=96, height=96, rate_hz=10.0),
+                       log=lambda *_: None)
+    if not (critic / 'config.json').is_file():
+        from vlac_training.train_critic import main as train_critic
+
+        say('training the compact progress critic (train_critic)')
+        if train_critic(['--data', str(work / 'demos'), '--out', str(critic), '--epochs', '20',
+                         '--holdout', '0.0']) != 0:
+            return False
+    if not (policy / 'config.json').is_file():
+        from vlac_training.train_bc import main as train_bc
+
+        say('behaviour-cloning the compact policy (train_policy_bc)')
+        if train_bc(['--data', str(work / 'demos'), '--out', str(policy), '--epochs', '20',
+                     '--frame-size', '64']) != 0:
+            return False
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,32 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     def say(text: str) -> None:
         print(f'[vlac_demo {time.monotonic() - started:6.1f} s] {text}', flush=True)
 
-    if not (critic / 'config.json').is_file() or not (policy / 'config.json').is_file():
-        from vlac_sim.record import record_dataset
-        from vlac_sim.scene import CameraSpec
+    if not prepare_models(work, args.task, args.demos, critic, policy, say):
+        return 1
 
-        say(f'recording {args.demos} expert demonstrations of {args.task} (simulator)')
-        record_dataset(work / 'demos', [args.task], episodes=args.demos, failures=0,
-                       camera=CameraSpec(width=96, height=96, rate_hz=10.0),
-                       log=lambda *_: None)
-    if not (critic / 'config.json').is_file():
-        from vlac_training.train_critic import main as train_critic
-
-        say('training the compact progress critic (train_critic)')
-        if train_critic(['--data', str(work / 'demos'), '--out', str(critic), '--epochs', '20',
-                         '--holdout', '0.0']) != 0:
-            return 1
-    if not (policy / 'config.json').is_file():
-        from vlac_training.train_bc import main as train_bc
-
-        say('behaviour-cloning the compact policy (train_policy_bc)')
-        if train_bc(['--data', str(work / 'demos'), '--out', str(policy), '--epochs', '20',
-                     '--frame-size', '64']) != 0:
-            return 1
-
-    from vlac_bench.sim_loop import run_episode, start_loop
     from vlac_ros.dds import apply_loopback_env
     from vlac_testing.ros_graph import RosGraph
+
+    from vlac_bench.sim_loop import run_episode, start_loop
 
     apply_loopback_env()
     run_dir = work / time.strftime('run_%Y%m%d_%H%M%S')

@@ -59,9 +59,11 @@ def node_figures(model: str, device: str, rate: float, seconds: float,
     from geometry_msgs.msg import PoseStamped, TwistStamped
     from sensor_msgs.msg import Image, JointState
     from std_msgs.msg import String
+    from vlac_models.stamps import stamp_seconds
     from vlac_ros.dds import apply_loopback_env
     from vlac_ros.images import numpy_to_image
     from vlac_ros.qos import LATCHED, RELIABLE, SENSOR
+    from vlac_testing.arm_state import still_panda
     from vlac_testing.ros_graph import RosGraph
 
     from vlac_interfaces.msg import Transition
@@ -77,11 +79,9 @@ def node_figures(model: str, device: str, rate: float, seconds: float,
     def on_transition(msg: Transition) -> None:
         with lock:
             work.append(msg.inference_latency)
-            stamps.append((msg.action_stamp.sec + msg.action_stamp.nanosec * 1e-9,
-                           msg.observation_stamp.sec + msg.observation_stamp.nanosec * 1e-9))
+            stamps.append((stamp_seconds(msg.action_stamp),
+                           stamp_seconds(msg.observation_stamp)))
 
-    joints = [f'panda_joint{i}' for i in range(1, 8)] + ['panda_finger_joint1',
-                                                          'panda_finger_joint2']
     with tempfile.TemporaryDirectory() as tmp, RosGraph(tmp) as graph:
         graph.start_node('vlac_policy_node', package='vlac_policy_node', name='policy',
                          parameters={'model_path': model, 'device': device, 'rate_hz': rate,
@@ -100,12 +100,7 @@ def node_figures(model: str, device: str, rate: float, seconds: float,
         rng = np.random.default_rng(1)
         pool = [numpy_to_image(rng.integers(0, 255, (224, 224, 3), dtype=np.uint8), 'rgb8')
                 for _ in range(30)]
-        joint_msg = JointState(name=joints, position=[0.0, -0.3, 0.0, -2.2, 0.0, 2.0, 0.8,
-                                                      0.04, 0.04])
-        pose_msg = PoseStamped()
-        pose_msg.header.frame_id = 'panda_link0'
-        pose_msg.pose.position.x, pose_msg.pose.position.z = 0.5, 0.3
-        pose_msg.pose.orientation.x = 1.0
+        joint_msg, pose_msg = still_panda()
         frame_period, state_period = 1.0 / 30.0, 0.01
         start = time.perf_counter()
         next_frame = next_state = start

@@ -36,6 +36,7 @@ import tempfile
 import time
 
 import numpy as np
+from vlac_models.stamps import stamp_seconds
 
 TASK = 'press the yellow button'
 CAMERA_HZ, STRIDE = 30.0, 0.1
@@ -130,7 +131,7 @@ def stream_and_node_figures(model: str, device: str, seconds: float, threads: in
     latencies, inference, direct, diagnostics = [], [], [], {}
 
     def on_reward(msg: ProgressReward) -> None:
-        latencies.append(time.time() - (msg.stamp_b.sec + msg.stamp_b.nanosec * 1e-9))
+        latencies.append(time.time() - stamp_seconds(msg.stamp_b))
         inference.append(msg.inference_latency)
 
     with tempfile.TemporaryDirectory() as tmp, RosGraph(tmp) as graph:

@@ -18,6 +18,7 @@ import tempfile
 import time
 
 import numpy as np
+from vlac_models.stamps import stamp_seconds
 
 
 def cpu_times() -> list[tuple[int, int]]:
@@ -83,7 +84,7 @@ def measure_node(width: int, height: int, seconds: float) -> str:
     def on_image(msg: Image) -> None:
         now = time.time()
         image_times.append(now)
-        latencies.append(now - (msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9))
+        latencies.append(now - stamp_seconds(msg.header.stamp))
 
     with tempfile.TemporaryDirectory() as tmp, RosGraph(tmp) as graph:
         graph.start_node('sim_node', package='vlac_sim', name='sim', parameters={

@@ -21,6 +21,7 @@ import tempfile
 import threading
 
 import numpy as np
+from vlac_models.stamps import stamp_seconds
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -40,11 +41,11 @@ def main(argv: list[str] | None = None) -> None:
     from rl_trainer.learner import Learner, LearnerConfig
     from rl_trainer.ppo import PPOConfig
     from rl_trainer.rewards import RewardOptions
-    from vlac_bench.sim_loop import run_episode, start_loop
     from vlac_ros.dds import apply_loopback_env
     from vlac_ros.qos import TRANSITIONS
     from vlac_testing.ros_graph import RosGraph
 
+    from vlac_bench.sim_loop import run_episode, start_loop
     from vlac_interfaces.msg import Transition
 
     apply_loopback_env()
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     lock = threading.Lock()
 
     def on_transition(msg: Transition) -> None:
-        stamp = msg.action_stamp.sec + msg.action_stamp.nanosec * 1e-9
+        stamp = stamp_seconds(msg.action_stamp)
         with lock:
             first_step.setdefault(int(msg.policy_version), stamp)
 

@@ -31,12 +31,7 @@ TINY = {'frame_size': 32, 'channels': (4, 8, 8, 4), 'embed_dim': 16, 'hidden_dim
         'rotation_limit': 0.1}
 
 
-@pytest.fixture(scope='module', autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('torch_one_thread')
 
 
 def make_policy(seed: int = 0, **overrides) -> CompactPolicy:

@@ -31,13 +31,7 @@ STATE = np.array([-0.047, 0.019, 0.066, math.radians(14), math.radians(10), math
                   0.0])
 
 
-@pytest.fixture(scope='module', autouse=True)
-def _one_thread():
-    # Torch's 2-thread BLAS wakes up slowly on 2-core machines; one thread is ~10x faster here.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('torch_one_thread')
 
 
 @pytest.fixture(scope='module')

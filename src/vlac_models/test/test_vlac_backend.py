@@ -17,14 +17,7 @@ TASK = 'pick up the red cube and place it in the bowl'
 LOGGER = 'vlac_models.critic.vlac'
 
 
-@pytest.fixture(scope='module', autouse=True)
-def _one_thread():
-    # On 2-core machines torch's 2-thread BLAS adds ~15 ms of wake-up latency to every tiny
-    # matmul; one thread runs the tiny model ~20x faster.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('torch_one_thread')
 
 
 @pytest.fixture(scope='module')

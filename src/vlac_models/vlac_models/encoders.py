@@ -7,22 +7,44 @@ module with a dynamic batch axis. Both models build on these, so neither depends
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 import logging
 import pathlib
-from typing import Protocol
 import warnings
 
 import torch
 from torch import nn
 
 
-class EncoderConfig(Protocol):
-    """What ``FrameEncoder`` reads from a model's architecture config."""
+@dataclass(frozen=True)
+class EncoderSpec:
+    """What ``FrameEncoder`` needs from a model's architecture (critic's or policy's).
+
+    Attributes:
+        frame_size: side of the square frames the encoder sees, pixels (multiple of 16).
+        encoder: 'keypoints' (spatial-softmax keypoints) or 'flatten'.
+        channels: output channels of the four convolutions (the last: keypoints).
+        embed_dim: frame embedding size.
+
+    """
 
     frame_size: int
     encoder: str
     channels: tuple[int, int, int, int]
     embed_dim: int
+
+    def validate(self) -> 'EncoderSpec':
+        """Return self; raise ValueError naming the first bad field."""
+        if not 32 <= self.frame_size <= 512 or self.frame_size % 16:
+            raise ValueError(f'frame_size must be a multiple of 16 in 32..512, '
+                             f'got {self.frame_size}')
+        if self.encoder not in ('keypoints', 'flatten'):
+            raise ValueError(f"encoder must be 'keypoints' or 'flatten', got {self.encoder!r}")
+        if len(self.channels) != 4 or min(self.channels) < 1:
+            raise ValueError(f'channels must be 4 positive ints, got {self.channels}')
+        if self.embed_dim < 1:
+            raise ValueError(f'embed_dim must be >= 1, got {self.embed_dim}')
+        return self
 
 
 class FrameEncoder(nn.Module):
@@ -35,7 +57,7 @@ class FrameEncoder(nn.Module):
     'flatten': four stride-2 convolutions, flattened and projected.
     """
 
-    def __init__(self, config: EncoderConfig) -> None:
+    def __init__(self, config: EncoderSpec) -> None:
         super().__init__()
         self.keypoints = config.encoder == 'keypoints'
         layers: list[nn.Module] = []

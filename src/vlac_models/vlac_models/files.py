@@ -8,12 +8,13 @@ flushed too. A crash leaves the old version or the new one, never a half-written
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pathlib
 import shutil
 import tempfile
-from typing import Callable
+from typing import Callable, Iterator
 
 
 def fsync_path(path: os.PathLike) -> None:
@@ -99,3 +100,22 @@ def replace_directory(staging: pathlib.Path, out: pathlib.Path) -> None:
     staging.rename(out)
     fsync_path(out.parent)
     shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged_directory(out: os.PathLike) -> Iterator[pathlib.Path]:
+    """A hidden staging folder beside ``out`` that becomes ``out`` when the block succeeds.
+
+    On an exception the staging folder is deleted and ``out`` is untouched; on success it
+    replaces ``out`` (``replace_directory``): readers never see a half-written model.
+    """
+    out = pathlib.Path(out)
+    staging = out.parent / f'.{out.name}.tmp-{os.getpid()}'
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    replace_directory(staging, out)

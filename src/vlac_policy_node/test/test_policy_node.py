@@ -25,15 +25,17 @@ from vlac_models.policy.compact import (
     PolicyConfig,
     save_model_dir,
 )
+from vlac_models.stamps import stamp_seconds
 from vlac_ros.images import numpy_to_image
 from vlac_ros.qos import LATCHED, RELIABLE, SENSOR
+from vlac_testing.arm_state import PANDA_JOINTS, still_panda
 
 from vlac_interfaces.msg import PolicyVersion, Transition
 
 ARMS = pathlib.Path(__file__).resolve().parents[3] / 'config' / 'arms'
 TASK = 'press the yellow button'
 URDF = pathlib.Path(pybullet_data.getDataPath(), 'franka_panda', 'panda.urdf').read_text()
-JOINTS = [f'panda_joint{i}' for i in range(1, 8)] + ['panda_finger_joint1', 'panda_finger_joint2']
+JOINTS = PANDA_JOINTS
 
 
 # A random deterministic policy repeats much the same action in an unchanging scene. At the
@@ -131,12 +133,7 @@ class FakeSensors:
         self._thread.start()
 
     def _run(self):
-        joint = JointState(name=JOINTS, position=[0.0, -0.3, 0.0, -2.2, 0.0, 2.0, 0.8,
-                                                  0.04, 0.04])
-        pose = PoseStamped()
-        pose.header.frame_id = 'panda_link0'
-        pose.pose.position.x, pose.pose.position.z = 0.5, 0.3
-        pose.pose.orientation.x = 1.0
+        joint, pose = still_panda()
         while not self._stop.wait(0.05):
             stamp = self.graph.node.get_clock().now().to_msg()
             joint.header.stamp = pose.header.stamp = stamp
@@ -299,7 +296,7 @@ def test_hot_swap_and_bad_weight_files(ros_graph, policy_dir, sensors, tmp_path)
     assert steps == list(range(steps[0], steps[0] + len(steps)))
     swap = next(i for i, m in enumerate(items) if m.policy_version == 2)
     assert all(m.policy_version == 2 for m in items[swap:])
-    stamps = [m.action_stamp.sec + m.action_stamp.nanosec * 1e-9
+    stamps = [stamp_seconds(m.action_stamp)
               for m in items[max(0, swap - 5):swap + 5]]
     assert max(np.diff(stamps)) < 0.15, f'missed tick around the swap: {np.diff(stamps)}'
 

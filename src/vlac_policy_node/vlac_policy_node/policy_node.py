@@ -28,7 +28,6 @@ loop switches to it at the start of its next tick. A failed load keeps the runni
 from __future__ import annotations
 
 import collections
-import os
 import pathlib
 import threading
 import time
@@ -564,5 +563,4 @@ def main(args: list[str] | None = None) -> None:
 
 
 if __name__ == '__main__':
-    os.environ.setdefault('OMP_NUM_THREADS', '1')
     main()

@@ -23,6 +23,7 @@ import pytest
 from rclpy.action import ActionClient
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
+from vlac_models.stamps import stamp_seconds
 from vlac_ros.images import numpy_to_image
 from vlac_ros.qos import LATCHED, RELIABLE, SENSOR
 from vlac_sim.record import record_dataset
@@ -148,8 +149,8 @@ def test_value_rises_to_done_stalls_and_goes_negative(ros_graph, tmp_path):
     assert first.task == INSTRUCTION and first.model_id.startswith('compact:')
     # Pairs are a stride apart in seconds of frame stamps (never less than 0.9 stride; more
     # when a loaded machine drops camera frames, as right after a reset).
-    gaps = np.array([(m.stamp_b.sec + m.stamp_b.nanosec * 1e-9)
-                     - (m.stamp_a.sec + m.stamp_a.nanosec * 1e-9)
+    gaps = np.array([stamp_seconds(m.stamp_b)
+                     - stamp_seconds(m.stamp_a)
                      for m in episode.progress.messages])
     assert gaps.min() > 0.17 and 0.19 < np.median(gaps) < 0.5, gaps
     # An operator undoing the task (takes the cube off the pad and carries it away): the
@@ -279,6 +280,6 @@ def test_a_critic_slower_than_the_camera_drops_frames_and_says_so(ros_graph, tmp
     assert int(values['dropped']) >= sent / 3, (values, sent)
     assert 'critic falling behind' in ros_graph.logs()
     # Every reward scored a fresh frame: none waited for the model behind others.
-    ages = [(m.header.stamp.sec + m.header.stamp.nanosec * 1e-9)
-            - (m.stamp_b.sec + m.stamp_b.nanosec * 1e-9) for m in progress.messages]
+    ages = [stamp_seconds(m.header.stamp)
+            - stamp_seconds(m.stamp_b) for m in progress.messages]
     assert max(ages) < 0.5, f'a reward came {max(ages):.2f} s after its frame'

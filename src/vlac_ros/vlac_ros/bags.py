@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+from vlac_models.files import fsync_path, fsync_tree
 
 STAGING_DIR = '.recording'
 _PRIMITIVES = {
@@ -130,7 +131,9 @@ class BagWriter:
     def close(self) -> pathlib.Path:
         """Finish the bag (metadata.yaml) and move it to its final name; return that path."""
         self._writer.close()
+        fsync_tree(self.partial)  # on disk before it carries its final name
         self.partial.rename(self.path)
+        fsync_path(self.path.parent)
         return self.path
 
     def __enter__(self) -> 'BagWriter':

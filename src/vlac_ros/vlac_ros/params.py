@@ -33,6 +33,25 @@ def _ros_type(value: Any) -> int:
     return _SCALAR_TYPES[type(value)]
 
 
+def parameters_of(cls: type, prefix: str = '', overrides: dict | None = None
+                  ) -> list[tuple[str, Any, str]]:
+    """(name, default, description) of every parameter ``cls`` declares, nested ones dotted.
+
+    The one walk over a config dataclass: ``declare_dataclass`` declares these parameters and
+    docs/nodes.md lists them, so the documentation cannot drift from the node.
+    """
+    rows = []
+    for f in dataclasses.fields(cls):
+        default = (overrides or {}).get(f.name, f.default)
+        if default is dataclasses.MISSING:
+            default = f.default_factory()  # type: ignore[misc]
+        if dataclasses.is_dataclass(default):
+            rows += parameters_of(type(default), f'{prefix}{f.name}.')
+            continue
+        rows.append((prefix + f.name, default, f.metadata.get('doc', '')))
+    return rows
+
+
 def declare_dataclass(node, cls: type[T], prefix: str = '', overrides: dict | None = None,
                       validate: bool = True) -> T:
     """Declare ``cls``'s fields as parameters under ``prefix`` and return the config.
@@ -42,17 +61,10 @@ def declare_dataclass(node, cls: type[T], prefix: str = '', overrides: dict | No
     naming the bad value; lifecycle nodes declare in ``__init__`` with ``validate=False`` and
     call ``read_dataclass`` in ``on_configure``.
     """
-    for f in dataclasses.fields(cls):
-        default = (overrides or {}).get(f.name, f.default)
-        if default is dataclasses.MISSING:
-            default = f.default_factory()  # type: ignore[misc]
-        if dataclasses.is_dataclass(default):
-            declare_dataclass(node, type(default), f'{prefix}{f.name}.', validate=False)
-            continue
-        descriptor = ParameterDescriptor(description=f.metadata.get('doc', ''),
-                                         type=_ros_type(default))
+    for name, default, description in parameters_of(cls, prefix, overrides):
+        descriptor = ParameterDescriptor(description=description, type=_ros_type(default))
         ros_default = list(default) if isinstance(default, tuple) else default
-        node.declare_parameter(prefix + f.name, ros_default, descriptor)
+        node.declare_parameter(name, ros_default, descriptor)
     return read_dataclass(node, cls, prefix, validate)
 
 

@@ -11,7 +11,7 @@ import pytest
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray, Header, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
-from vlac_models.stamps import to_time
+from vlac_models.stamps import stamp_seconds, to_time
 from vlac_ros.images import image_to_rgb
 from vlac_ros.qos import LATCHED, RELIABLE, SENSOR
 from vlac_sim.ros_msgs import pose_msg
@@ -65,7 +65,7 @@ class Arm:
         """The newest message of ``log`` once one stamped at or after ``when`` (ROS time)."""
         def fresh():
             msg = log.last
-            return msg if msg and msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9 >= when \
+            return msg if msg and stamp_seconds(msg.header.stamp) >= when \
                 else None
         return self.graph.wait_for(fresh, 5.0, f'a message stamped after {when}')
 
@@ -116,7 +116,7 @@ def test_servo_twist_moves_the_end_effector_and_a_timeout_stops_it(arm, ros_grap
         pub.publish(twist(arm, vy=0.1, vz=-0.05))
         if i in (8, 22):
             msg = arm.pose.last
-            samples.append((msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9, arm.ee()))
+            samples.append((stamp_seconds(msg.header.stamp), arm.ee()))
         time.sleep(0.05)
     (t0, p0), (t1, p1) = samples
     velocity = (p1 - p0) / (t1 - t0)
@@ -216,7 +216,7 @@ def _first_frame_after(arm: Arm, when: float) -> np.ndarray:
     """The first camera frame stamped at or after ``when`` (the reset's own stamp)."""
     def first():
         return next((m for m in list(arm.images.messages)
-                     if m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 >= when), None)
+                     if stamp_seconds(m.header.stamp) >= when), None)
     return np.array(image_to_rgb(arm.graph.wait_for(first, 5.0, 'a frame of the reset scene')))
 
 
@@ -263,7 +263,7 @@ def test_latched_description_instruction_and_eval_only_truth(arm, ros_graph):
     assert truth.task == 'pick_place_red' and 0.0 <= truth.progress < 1.0 and not truth.success
     assert set(truth.object_names) == {'red_cube', 'blue_cube', 'green_pad', 'yellow_button'}
     image = arm.images.last
-    assert (image.encoding, image.width, image.height) == ('rgb8', 224, 224)
+    assert (image.encoding, image.width, image.height) == ('rgb8', 96, 96)
     assert image.header.frame_id == 'camera_color_optical_frame'
 
 

@@ -218,13 +218,13 @@ class ScriptedExpert:
         """True once the operator has finished its script and only holds still."""
         return self.phase == 'done'
 
+    HOLDING_PHASES = frozenset({'press'})
+    """Phases that end a script by holding a pose the task's success needs (a pressed button)."""
+
     @property
     def settled(self) -> bool:
-        """True once the script has nothing left to do but hold.
-
-        That is: done, or pressing (press_button, whose success needs the button held down).
-        """
-        return self.done or (self.task_name == 'press_button' and self.phase == 'press')
+        """True once the script has nothing left to do but hold: done, or a holding phase."""
+        return self.done or self.phase in self.HOLDING_PHASES
 
     # -- common pieces ---------------------------------------------------------------------
     def _enter(self, phase: str, obs: ExpertObservation) -> None:

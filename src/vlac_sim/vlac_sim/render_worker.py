@@ -56,11 +56,12 @@ def _serve(conn, cameras_json: str) -> None:
         while True:
             try:
                 request = conn.recv_bytes()
-            except (EOFError, OSError):
+                (index,) = _HEADER.unpack_from(request)
+                apply_pose_state(scene, np.frombuffer(request, np.float64,
+                                                      offset=_HEADER.size))
+                conn.send_bytes(_HEADER.pack(index) + scene.render(cameras[index]).tobytes())
+            except (EOFError, OSError):  # the parent closed the pipe (shutdown): just stop
                 return
-            (index,) = _HEADER.unpack_from(request)
-            apply_pose_state(scene, np.frombuffer(request, np.float64, offset=_HEADER.size))
-            conn.send_bytes(_HEADER.pack(index) + scene.render(cameras[index]).tobytes())
     finally:
         scene.close()
 
@@ -90,8 +91,11 @@ class RenderWorker:
         with self._lock:
             if self._busy[index]:
                 return False
+            try:
+                self._conn.send_bytes(_HEADER.pack(index) + state.astype(np.float64).tobytes())
+            except OSError:  # worker gone or closed: no frame (alive() says which)
+                return False
             self._busy[index] = True
-            self._conn.send_bytes(_HEADER.pack(index) + state.astype(np.float64).tobytes())
             return True
 
     def receive(self, timeout: float) -> tuple[int, np.ndarray] | None:

@@ -10,13 +10,18 @@ targets from commands (servo, pose, trajectory, position, gripper) lives in ``co
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 import math
 
 import numpy as np
-from panda_gym.pybullet import PyBullet
-import pybullet
-import pybullet_data
+from vlac_models.config import doc
+
+from vlac_sim.quiet import quiet_c_output
+
+with quiet_c_output():  # pybullet prints its build time on import
+    from panda_gym.pybullet import PyBullet
+    import pybullet
+    import pybullet_data
 
 BASE_FRAME = 'panda_link0'
 EE_FRAME = 'panda_grasptarget'
@@ -41,27 +46,20 @@ _COLOURS = {
 
 @dataclass(frozen=True)
 class CameraSpec:
-    """A pinhole camera looking at the scene, posed in the base frame.
+    """A pinhole camera looking at the scene, posed in the base frame (REP 103)."""
 
-    Attributes:
-        name: camera name; topics are ``<name>/image_raw`` and ``<name>/camera_info``.
-        width, height: image size in pixels.
-        rate_hz: publish rate.
-        position: optical centre in the base frame, metres.
-        look_at: point the optical axis goes through, base frame, metres.
-        fov_deg: vertical field of view, degrees.
-        frame_id: optical frame name (REP 103 optical convention: z forward, x right, y down).
-
-    """
-
-    name: str = 'camera'
-    width: int = 224
-    height: int = 224
-    rate_hz: float = 30.0
-    position: tuple[float, float, float] = (1.0, 0.0, 0.65)
-    look_at: tuple[float, float, float] = (0.45, 0.0, 0.02)
-    fov_deg: float = 50.0
-    frame_id: str = 'camera_color_optical_frame'
+    name: str = field(default='camera', metadata=doc(
+        'camera name; topics are <name>/image_raw and <name>/camera_info'))
+    width: int = field(default=224, metadata=doc('image width, pixels'))
+    height: int = field(default=224, metadata=doc('image height, pixels'))
+    rate_hz: float = field(default=30.0, metadata=doc('publish rate, Hz'))
+    position: tuple[float, float, float] = field(default=(1.0, 0.0, 0.65), metadata=doc(
+        'optical centre in the base frame, m'))
+    look_at: tuple[float, float, float] = field(default=(0.45, 0.0, 0.02), metadata=doc(
+        'point the optical axis goes through, base frame, m'))
+    fov_deg: float = field(default=50.0, metadata=doc('vertical field of view, degrees'))
+    frame_id: str = field(default='camera_color_optical_frame', metadata=doc(
+        'optical frame name (REP 103 optical convention: z forward, x right, y down)'))
 
     def validate(self) -> 'CameraSpec':
         """Raise ValueError naming the bad value; return self."""
@@ -86,7 +84,8 @@ class PandaScene:
     """Physics of one Panda arm and the task objects. Not thread-safe: one owner thread."""
 
     def __init__(self, physics_dt: float = 1.0 / 500.0) -> None:
-        self.sim = PyBullet(render_mode='rgb_array', renderer='Tiny', n_substeps=1)
+        with quiet_c_output():  # argv[0]= lines from the physics client
+            self.sim = PyBullet(render_mode='rgb_array', renderer='Tiny', n_substeps=1)
         self.client = self.sim.physics_client
         self.physics_dt = physics_dt
         self.client.setTimeStep(physics_dt)

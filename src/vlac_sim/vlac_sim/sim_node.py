@@ -30,6 +30,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Float64MultiArray, Header, String
 from trajectory_msgs.msg import JointTrajectory
+from vlac_models.stamps import stamp_seconds
 from vlac_models.throttle import KeyedThrottle
 from vlac_ros.images import numpy_to_image
 from vlac_ros.params import declare_dataclass
@@ -222,7 +223,7 @@ class SimNode(Node):
 
     def on_trajectory(self, msg: JointTrajectory) -> None:
         """Joint trajectory, as joint_trajectory_controller's topic interface takes it."""
-        points = [(pt.time_from_start.sec + pt.time_from_start.nanosec * 1e-9,
+        points = [(stamp_seconds(pt.time_from_start),
                    list(pt.positions)) for pt in msg.points]
         self._guard('trajectory', lambda: self.controller.trajectory(
             list(msg.joint_names), points, self.now(), ros_msgs.to_seconds(msg.header.stamp)))

@@ -39,3 +39,19 @@ def ros_graph(request: pytest.FixtureRequest, tmp_path) -> RosGraph:
         if failed:
             print(f'\n===== node logs (ROS_DOMAIN_ID={graph.domain_id}) =====\n{graph.logs()}')
         assert not survivors, f'processes survived teardown: {survivors}'
+
+
+@pytest.fixture(scope='module')
+def torch_one_thread():
+    """One torch CPU thread for a test module (restored after).
+
+    On 2-core machines torch's 2-thread BLAS adds ~15 ms of wake-up latency to every tiny
+    matmul; one thread runs the tests' tiny models 10-20x faster. Use it with
+    ``pytestmark = pytest.mark.usefixtures('torch_one_thread')``.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -162,6 +162,18 @@ def _script_reply(model: InternVLForConditionalGeneration, tokenizer: PreTrained
                 head[alt_ids[0], dim] = (10.0 - gap) * scale
 
 
+def _random_model(seed: int):
+    """(tokenizer, config, model) of the tiny InternVL with weights drawn from ``seed``."""
+    from transformers import InternVLForConditionalGeneration
+
+    tokenizer = build_tiny_tokenizer()
+    config = tiny_config(tokenizer)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = InternVLForConditionalGeneration(config).eval()
+    return tokenizer, config, model
+
+
 def make_tiny_internvl(directory: str | os.PathLike, *, seed: int = 0, reply: str | None = None,
                        gap: float = 1.0) -> pathlib.Path:
     """Write a tiny native InternVL checkpoint + tokenizer into ``directory``; return its path.
@@ -173,15 +185,11 @@ def make_tiny_internvl(directory: str | os.PathLike, *, seed: int = 0, reply: st
         gap: logit gap between a scripted number token and its runner-up (expectation mode).
 
     """
-    from transformers import GenerationConfig, InternVLForConditionalGeneration
+    from transformers import GenerationConfig
 
     path = pathlib.Path(directory)
     path.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tiny_tokenizer()
-    config = tiny_config(tokenizer)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = InternVLForConditionalGeneration(config).eval()
+    tokenizer, config, model = _random_model(seed)
     if reply is not None:
         with torch.no_grad():
             _script_reply(model, tokenizer, reply, gap)
@@ -303,15 +311,10 @@ def make_tiny_original_internvl(directory: str | os.PathLike, *, seed: int = 0) 
     files are written (the converter never runs checkpoint code).
     """
     from safetensors.torch import save_file
-    from transformers import InternVLForConditionalGeneration
 
     path = pathlib.Path(directory)
     path.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tiny_tokenizer()
-    config = tiny_config(tokenizer)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = InternVLForConditionalGeneration(config).eval()
+    tokenizer, config, model = _random_model(seed)
     save_file(original_state_dict(model), str(path / 'model.safetensors'),
               metadata={'format': 'pt'})
     (path / 'config.json').write_text(json.dumps(original_config(config), indent=2))

@@ -22,18 +22,21 @@ frame strip, value curve, deltas, done probability).
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 import json
 import os
 import pathlib
 import re
 import sys
-from typing import Any, Sequence
+from typing import Annotated, Any, Sequence
 
 import cv2
 import numpy as np
+import tyro
 from vlac_models.critic.base import Critic, DoneQuery, PairQuery, load_critic
 from vlac_models.critic.metrics import forward_values, trajectory_metrics
+
+from vlac_training.cli import run
 from vlac_training.critic_dataset import (
     DEFAULT_IMAGE_TOPIC,
     DEFAULT_TASK_TOPIC,
@@ -312,45 +315,54 @@ def format_report(summary: dict[str, Any]) -> str:
     return '\n'.join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('trajectories', nargs='+', metavar='TRAJ',
-                        help='bag folders, folders searched for bags, or image folders')
-    parser.add_argument('--model', required=True, help='model directory or checkpoint')
-    parser.add_argument('--backend', default='compact', help='critic backend (default compact)')
-    parser.add_argument('--device', default='cpu', help='cpu, cuda, cuda:N or auto')
-    parser.add_argument('--stride', type=float, default=0.2,
-                        help='seconds between scored frames (default %(default)s)')
-    parser.add_argument('--plots', default=None, help='folder for one PNG per trajectory')
-    parser.add_argument('--split-file', default=None,
-                        help="train_critic's held_out.json: skip the training trajectories")
-    parser.add_argument('--task', default=None, help='task sentence (overrides the recorded)')
-    parser.add_argument('--fps', type=float, default=10.0,
-                        help='frame rate of image folders (default %(default)s)')
-    parser.add_argument('--image-topic', default=DEFAULT_IMAGE_TOPIC, help='image topic')
-    parser.add_argument('--task-topic', default=DEFAULT_TASK_TOPIC, help='task topic')
-    parser.add_argument('--json', default=None, help='write the summary as JSON here')
-    parser.add_argument('--report', default=None, help='write the printed report here too')
-    args = parser.parse_args(argv)
-    try:
-        found = find_trajectories(args.trajectories)
-        skipped = 0
-        if args.split_file:
-            train = _split_train_paths(args.split_file)
-            kept = [(k, p) for k, p in found if p.resolve() not in train]
-            skipped = len(found) - len(kept)
-            found = kept
-        if not found:
-            raise ValueError('no trajectory left to evaluate')
-        critic = load_critic(args.backend, args.model, device=args.device)
-        trajectories = [
-            load_bag_trajectory(p, args.stride, args.image_topic, args.task_topic, args.task)
-            if kind == 'bag' else load_image_folder(p, args.stride, args.fps, args.task)
-            for kind, p in found]
-    except (ValueError, FileNotFoundError) as err:
-        print(f'evaluate_critic: {err}', file=sys.stderr)
-        return 2
+@dataclass
+class EvaluateCriticArgs:
+    """Score trajectories with a critic: VOC, VROC, VOC-F1, NR, mismatch check, value curves."""
+
+    trajectories: Annotated[tuple[str, ...], tyro.conf.Positional]
+    """bag folders, folders searched for bags, or image folders"""
+    model: str
+    """model directory or checkpoint"""
+    backend: str = 'compact'
+    """critic backend"""
+    device: str = 'cpu'
+    """cpu, cuda, cuda:N or auto"""
+    stride: float = 0.2
+    """seconds between scored frames"""
+    plots: str | None = None
+    """folder for one PNG per trajectory"""
+    split_file: str | None = None
+    """train_critic's held_out.json: skip the training trajectories"""
+    task: str | None = None
+    """task sentence (overrides the recorded one)"""
+    fps: float = 10.0
+    """frame rate of image folders"""
+    image_topic: str = DEFAULT_IMAGE_TOPIC
+    """image topic"""
+    task_topic: str = DEFAULT_TASK_TOPIC
+    """task topic"""
+    json: str | None = None
+    """write the summary as JSON here"""
+    report: str | None = None
+    """write the printed report here too"""
+
+
+def evaluate_critic(args: EvaluateCriticArgs) -> int:
+    """Load, score and report as ``args`` say; the exit status (ValueError for bad input)."""
+    found = find_trajectories(args.trajectories)
+    skipped = 0
+    if args.split_file:
+        train = _split_train_paths(args.split_file)
+        kept = [(k, p) for k, p in found if p.resolve() not in train]
+        skipped = len(found) - len(kept)
+        found = kept
+    if not found:
+        raise ValueError('no trajectory left to evaluate')
+    critic = load_critic(args.backend, args.model, device=args.device)
+    trajectories = [
+        load_bag_trajectory(p, args.stride, args.image_topic, args.task_topic, args.task)
+        if kind == 'bag' else load_image_folder(p, args.stride, args.fps, args.task)
+        for kind, p in found]
     header = (f'evaluate_critic: {len(trajectories)} trajectories'
               + (f' ({skipped} training ones skipped by {args.split_file})' if skipped else '')
               + f', stride {args.stride} s, model {args.model}')
@@ -365,6 +377,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(summary, indent=1, default=float) + '\n')
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point (options from ``EvaluateCriticArgs``)."""
+    return run('evaluate_critic', EvaluateCriticArgs, evaluate_critic, argv)
 
 
 if __name__ == '__main__':

@@ -26,7 +26,6 @@ rate per task and overall; ``--json`` also writes every episode's outcome.
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import asdict, dataclass
 import json
 import pathlib
@@ -40,6 +39,8 @@ from vlac_models.state import policy_state
 from vlac_sim.control import ArmController
 from vlac_sim.scene import MAX_GRIPPER_WIDTH, CameraSpec, PandaScene
 from vlac_sim.tasks import TASKS, Task, get_task, reset_scene
+
+from vlac_training.cli import run
 
 SETTLE = 0.5  # s the success condition must hold to end an episode early
 FIRST_SEED = 1000
@@ -180,44 +181,57 @@ def summary(outcomes: list[RolloutOutcome]) -> dict[str, dict[str, float]]:
     return table
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--model', required=True, help='policy model directory')
-    parser.add_argument('--backend', default='compact', help='policy backend (default compact)')
-    parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda[:N]'")
-    parser.add_argument('--tasks', default=','.join(TASKS),
-                        help='comma-separated task names (default: all)')
-    parser.add_argument('--episodes', type=int, default=20, help='episodes per task')
-    parser.add_argument('--seed', type=int, default=FIRST_SEED,
-                        help='first reset seed (default %(default)s, apart from training data)')
-    parser.add_argument('--sample', action='store_true',
-                        help='sample actions instead of taking the most likely ones')
-    parser.add_argument('--policy-seed', type=int, default=0, help='seed of --sample')
-    parser.add_argument('--width', type=int, default=224, help='camera width, px')
-    parser.add_argument('--height', type=int, default=224, help='camera height, px')
-    parser.add_argument('--sim-dt', type=float, default=0.05,
-                        help='controller and physics step, s (default %(default)s)')
-    parser.add_argument('--max-duration', type=float, default=None,
-                        help="episode time limit, s (default: the task's)")
-    parser.add_argument('--threads', type=int, default=1, help='torch CPU threads')
-    parser.add_argument('--json', default=None, help='write every outcome to this file')
-    args = parser.parse_args(argv)
-    try:
-        tasks = [get_task(t.strip()).name for t in args.tasks.split(',') if t.strip()]
-        if args.episodes < 1:
-            raise ValueError(f'--episodes must be >= 1, got {args.episodes}')
-        if not 0.001 <= args.sim_dt <= 0.1:
-            raise ValueError(f'--sim-dt {args.sim_dt} outside 0.001..0.1 s')
-        camera = CameraSpec(width=args.width, height=args.height, rate_hz=10.0).validate()
-        import torch
+@dataclass
+class EvaluatePolicyArgs:
+    """Evaluate a policy in the simulator on held-out reset seeds; print success per task."""
 
-        torch.set_num_threads(args.threads)
-        options = {'seed': args.policy_seed} if args.backend == 'compact' else {}
+    model: str
+    """policy model directory"""
+    backend: str = 'compact'
+    """policy backend"""
+    device: str = 'cpu'
+    """'cpu' or 'cuda[:N]'"""
+    tasks: tuple[str, ...] = tuple(TASKS)
+    """task names (each may also be a comma-separated list)"""
+    episodes: int = 20
+    """episodes per task"""
+    seed: int = FIRST_SEED
+    """first reset seed (apart from the training data's)"""
+    sample: bool = False
+    """sample actions instead of taking the most likely ones"""
+    policy_seed: int = 0
+    """seed of the sampled actions"""
+    width: int = 224
+    """camera width, px"""
+    height: int = 224
+    """camera height, px"""
+    sim_dt: float = 0.05
+    """controller and physics step, s"""
+    max_duration: float | None = None
+    """episode time limit, s (None: the task's)"""
+    threads: int = 1
+    """torch CPU threads"""
+    json: str | None = None
+    """write every outcome to this file"""
+
+
+def evaluate_policy(args: EvaluatePolicyArgs) -> int:
+    """Run the evaluation ``args`` describe, print and optionally write it; exit status."""
+    tasks = [get_task(name.strip()).name for entry in args.tasks
+             for name in entry.split(',') if name.strip()]
+    if args.episodes < 1:
+        raise ValueError(f'--episodes must be >= 1, got {args.episodes}')
+    if not 0.001 <= args.sim_dt <= 0.1:
+        raise ValueError(f'--sim-dt {args.sim_dt} outside 0.001..0.1 s')
+    camera = CameraSpec(width=args.width, height=args.height, rate_hz=10.0).validate()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    options = {'seed': args.policy_seed} if args.backend == 'compact' else {}
+    try:
         policy = load_policy(args.backend, args.model, args.device, **options)
-    except (ValueError, PolicyError) as err:
-        print(f'evaluate_policy: {err}', file=sys.stderr)
-        return 2
+    except PolicyError as err:
+        raise ValueError(str(err)) from err
     config = getattr(policy, 'config', None)
     period = float(getattr(config, 'control_period', 0.1))
     cameras = [camera] * int(getattr(config, 'num_cameras', 1))
@@ -234,6 +248,11 @@ def main(argv: list[str] | None = None) -> int:
             {'model': args.model, 'summary': table,
              'episodes': [asdict(o) for o in outcomes]}, indent=2) + '\n')
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point (options from ``EvaluatePolicyArgs``)."""
+    return run('evaluate_policy', EvaluatePolicyArgs, evaluate_policy, argv)
 
 
 if __name__ == '__main__':

@@ -30,18 +30,19 @@ least that much).
 
 from __future__ import annotations
 
-import argparse
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 import json
 import math
 import pathlib
 import sys
 import time
-from typing import Callable
+from typing import Annotated, Callable
 
 import numpy as np
 from rl_trainer.ppo import PPOConfig, PPOTrainer, RolloutBatch
 from vlac_models.config import doc
+
+from vlac_training import cli
 
 SMALL_POLICY = {
     'frame_size': 64, 'channels': (8, 16, 16, 8), 'embed_dim': 32, 'hidden_dim': 64,
@@ -195,6 +196,7 @@ class SanityEnv:
     def run(self, policy, seed: int, deterministic: bool) -> Episode:
         """One episode of ``policy`` from the initial state of ``seed``."""
         from vlac_sim.tasks import reset_scene
+
         from vlac_training.rollout import gripper_opening, observe, servo_twist
 
         scene, controller, task = self.scene, self.controller, self.task
@@ -340,47 +342,22 @@ def run(config: SanityConfig, log: Callable[[str], None] = print) -> SanityResul
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line entry point; 0, or 1 when ``--min-improvement`` was not reached."""
-    defaults = SanityConfig()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--task', default=defaults.task, help='vlac_sim task')
-    parser.add_argument('--horizon', type=float, default=defaults.horizon,
-                        help='episode time limit, s (default %(default)s)')
-    parser.add_argument('--camera', type=int, default=defaults.camera,
-                        help='square camera side, px (default %(default)s)')
-    parser.add_argument('--iterations', type=int, default=defaults.iterations,
-                        help='PPO iterations (default %(default)s)')
-    parser.add_argument('--episodes', type=int, default=defaults.episodes,
-                        help='training episodes per iteration (default %(default)s)')
-    parser.add_argument('--eval-episodes', type=int, default=defaults.eval_episodes,
-                        help='greedy evaluation episodes (default %(default)s)')
-    parser.add_argument('--lr', type=float, default=defaults.lr,
-                        help='Adam learning rate; 0: control run (default %(default)s)')
-    parser.add_argument('--epochs', type=int, default=defaults.epochs,
-                        help='PPO epochs per update (default %(default)s)')
-    parser.add_argument('--minibatch-size', type=int, default=defaults.minibatch_size,
-                        help='PPO minibatch size (default %(default)s)')
-    parser.add_argument('--success-bonus', type=float, default=defaults.success_bonus,
-                        help='reward on success (default %(default)s)')
-    parser.add_argument('--seed', type=int, default=defaults.seed,
-                        help='policy, sampling and minibatch seed (default %(default)s)')
-    parser.add_argument('--policy', default=None,
-                        help='compact policy directory to start from (default: random small)')
-    parser.add_argument('--threads', type=int, default=1, help='torch CPU threads')
-    parser.add_argument('--min-improvement', type=float, default=None,
-                        help='exit 1 unless the mean return rises by at least this much')
-    parser.add_argument('--json', default=None, help='write the figures to this file')
-    args = parser.parse_args(argv)
-    try:
-        config = replace(defaults, task=args.task, horizon=args.horizon, camera=args.camera,
-                         iterations=args.iterations, episodes=args.episodes,
-                         eval_episodes=args.eval_episodes, lr=args.lr, epochs=args.epochs,
-                         minibatch_size=args.minibatch_size, success_bonus=args.success_bonus,
-                         seed=args.seed, policy=args.policy).validate()
-    except ValueError as err:
-        print(f'sanity: {err}', file=sys.stderr)
-        return 2
+@dataclass
+class SanityArgs:
+    """PPO learning sanity test on a small simulated task; prints before/after figures."""
+
+    config: Annotated[SanityConfig, cli.Flat] = field(default_factory=SanityConfig)
+    threads: int = 1
+    """torch CPU threads"""
+    min_improvement: float | None = None
+    """exit 1 unless the mean return rises by at least this much"""
+    json: str | None = None
+    """write the figures to this file"""
+
+
+def sanity(args: SanityArgs) -> int:
+    """Run the sanity test; 0, or 1 when ``min_improvement`` was not reached."""
+    config = args.config.validate()
     import torch
 
     torch.set_num_threads(args.threads)
@@ -396,6 +373,11 @@ def main(argv: list[str] | None = None) -> int:
               f'{args.min_improvement}', file=sys.stderr)
         return 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point (options from ``SanityConfig`` and ``SanityArgs``)."""
+    return cli.run('ppo_sanity', SanityArgs, sanity, argv)
 
 
 if __name__ == '__main__':

@@ -25,22 +25,21 @@ held_out.json, tensorboard) is written beside ``MODEL_DIR`` and renamed into pla
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 from dataclasses import asdict, dataclass, field
 import hashlib
 import json
 import os
 import pathlib
-import shutil
 import sys
 import time
-from typing import Any, Sequence
+from typing import Annotated, Any, Sequence
 
 import numpy as np
 import torch
 from tqdm import tqdm
 from vlac_models.critic.compact import SentenceEncoder
-from vlac_models.files import atomic_write, replace_directory
+from vlac_models.files import atomic_write, staged_directory
 from vlac_models.policy.compact import (
     SUBGOAL_SCALE,
     CompactPolicy,
@@ -50,6 +49,8 @@ from vlac_models.policy.compact import (
     save_model_dir,
     split_logits,
 )
+
+from vlac_training.cli import Flat, run
 from vlac_training.critic_dataset import find_bags
 from vlac_training.policy_dataset import (
     BagTopics,
@@ -355,13 +356,10 @@ def train_bc(data_dirs: Sequence[os.PathLike], out_dir: os.PathLike,
     centres = arch.bin_centres()
 
     out = pathlib.Path(out_dir)
-    staging = out.parent / f'.{out.name}.tmp-{os.getpid()}'
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
     from torch.utils.tensorboard import SummaryWriter
 
-    writer = SummaryWriter(str(staging / 'tensorboard'))
-    try:
+    with staged_directory(out) as staging, \
+            contextlib.closing(SummaryWriter(str(staging / 'tensorboard'))) as writer:
         before = held_out_metrics(net, held, held_tokens, task_table, centres) if len(held) \
             else {}
         steps_per_epoch = max(1, len(train) // config.batch_size)
@@ -432,90 +430,38 @@ def train_bc(data_dirs: Sequence[os.PathLike], out_dir: os.PathLike,
             'held_out_before': before, 'held_out_metrics': after,
             'samples': {'train': len(train), 'held_out': len(held)},
             'train_seconds': round(seconds, 1)})
-    except BaseException:
-        writer.close()
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    writer.close()
-    replace_directory(staging, out)
     log(f'train_policy_bc: wrote {out} in {seconds:.0f} s; held-out nll '
         f'{before.get("nll", float("nan")):.3f} -> {after.get("nll", float("nan")):.3f}')
     return {'model_dir': str(out), 'seconds': seconds, 'held_out_before': before,
             'held_out_metrics': after, 'train': split['train'], 'held_out': split['held_out']}
 
 
+@dataclass
+class TrainBCArgs:
+    """Behaviour-clone the compact policy on rosbag2 demonstrations; write a model folder."""
+
+    data: tuple[str, ...]
+    """bag folders or folders searched recursively for bags"""
+    out: str
+    """model directory to write"""
+    task: str | None = None
+    """task sentence for every bag (overrides the recorded one)"""
+    cache: str | None = None
+    """.npz file caching the built samples between runs"""
+    progress: bool = True
+    """show a progress bar"""
+    topics: BagTopics = field(default_factory=BagTopics)
+    config: Annotated[BCConfig, Flat] = field(default_factory=BCConfig)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Command line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--data', nargs='+', required=True,
-                        help='bag folders or folders searched recursively for bags')
-    parser.add_argument('--out', required=True, help='model directory to write')
-    defaults = BCConfig()
-    parser.add_argument('--period', type=float, default=defaults.period,
-                        help='control period, s (default %(default)s)')
-    parser.add_argument('--epochs', type=int, default=defaults.epochs,
-                        help='passes over the training samples (default %(default)s)')
-    parser.add_argument('--batch-size', type=int, default=defaults.batch_size,
-                        help='samples per step (default %(default)s)')
-    parser.add_argument('--lr', type=float, default=defaults.lr, help='peak learning rate')
-    parser.add_argument('--holdout', type=float, default=defaults.holdout,
-                        help="share of each task's episodes held out (default %(default)s)")
-    parser.add_argument('--seed', type=int, default=defaults.seed, help='seed')
-    parser.add_argument('--threads', type=int, default=defaults.threads, help='CPU threads')
-    parser.add_argument('--frame-size', type=int, default=defaults.architecture.frame_size,
-                        help='side of the square frames the encoder sees, pixels')
-    parser.add_argument('--channels', default=','.join(
-        str(c) for c in defaults.architecture.channels),
-        help='output channels of the four encoder convolutions (default %(default)s)')
-    parser.add_argument('--encoder', default=defaults.architecture.encoder,
-                        choices=('keypoints', 'flatten'), help='frame encoder kind')
-    parser.add_argument('--keypoint-temperature', type=float,
-                        default=defaults.architecture.keypoint_temperature,
-                        help='initial inverse temperature of the keypoint softmax')
-    parser.add_argument('--label-sigma', type=float, default=defaults.label_sigma,
-                        help='Gaussian soft-target width in bins (0: one-hot)')
-    parser.add_argument('--shift', type=int, default=defaults.shift,
-                        help='maximum random image shift, px (default %(default)s)')
-    parser.add_argument('--state-noise', type=float, default=defaults.state_noise,
-                        help='position noise of the state, m (default %(default)s)')
-    parser.add_argument('--subgoal-weight', type=float, default=defaults.subgoal_weight,
-                        help='weight of the auxiliary subgoal loss (default %(default)s)')
-    parser.add_argument('--all-episodes', action='store_true',
-                        help='also train on episodes recorded as failures')
-    parser.add_argument('--image-topics', default=','.join(BagTopics().images),
-                        help='comma-separated image topics, one per camera')
-    parser.add_argument('--pose-topic', default=BagTopics().pose, help='PoseStamped topic')
-    parser.add_argument('--joint-topic', default=BagTopics().joints, help='JointState topic')
-    parser.add_argument('--gripper-topic', default=BagTopics().gripper,
-                        help="gripper command topic ('' to use the measured opening)")
-    parser.add_argument('--task-topic', default=BagTopics().task, help='task String topic')
-    parser.add_argument('--task', default=None, help='task sentence for every bag (override)')
-    parser.add_argument('--cache', default=None,
-                        help='.npz file caching the built samples between runs')
-    parser.add_argument('--no-progress', action='store_true', help='no progress bar')
-    args = parser.parse_args(argv)
-    try:
-        topics = BagTopics(images=tuple(t for t in args.image_topics.split(',') if t),
-                           pose=args.pose_topic, joints=args.joint_topic,
-                           gripper=args.gripper_topic or None, task=args.task_topic).validate()
-        config = BCConfig(period=args.period, epochs=args.epochs, batch_size=args.batch_size,
-                          lr=args.lr, holdout=args.holdout, seed=args.seed,
-                          threads=args.threads, label_sigma=args.label_sigma,
-                          shift=args.shift, state_noise=args.state_noise,
-                          subgoal_weight=args.subgoal_weight,
-                          successful_only=not args.all_episodes,
-                          architecture=PolicyConfig(
-                              frame_size=args.frame_size, num_cameras=len(topics.images),
-                              encoder=args.encoder,
-                              keypoint_temperature=args.keypoint_temperature,
-                              channels=tuple(int(c) for c in args.channels.split(',')))
-                          ).validate()
-        train_bc(args.data, args.out, config, topics, args.task, args.cache,
-                 progress=not args.no_progress)
-    except (ValueError, FileNotFoundError) as err:
-        print(f'train_policy_bc: {err}', file=sys.stderr)
-        return 2
-    return 0
+    """Command line entry point (options from ``TrainBCArgs``, ``BCConfig``, ``BagTopics``)."""
+    def tool(args: TrainBCArgs) -> None:
+        args.config.architecture.num_cameras = len(args.topics.images)
+        train_bc(args.data, args.out, args.config.validate(), args.topics.validate(),
+                 args.task, args.cache, progress=args.progress)
+
+    return run('train_policy_bc', TrainBCArgs, tool, argv)
 
 
 if __name__ == '__main__':

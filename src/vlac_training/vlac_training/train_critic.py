@@ -24,29 +24,29 @@ model_card.md, held_out.json, tensorboard) is written to a temporary folder besi
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 from dataclasses import asdict, dataclass, field
 import json
 import os
 import pathlib
-import shutil
 import sys
 import time
-from typing import Any, Sequence
+from typing import Annotated, Any, Sequence
 
 import numpy as np
 import torch
 from tqdm import tqdm
 from vlac_models.critic import metrics
 from vlac_models.critic.compact import (
-    PAIR_HEADS,
     CompactConfig,
     CompactCriticNet,
     SentenceEncoder,
     export_model_dir,
     quantize_deltas,
 )
-from vlac_models.files import replace_directory
+from vlac_models.files import staged_directory
+
+from vlac_training.cli import Flat, run
 from vlac_training.critic_dataset import (
     DEFAULT_IMAGE_TOPIC,
     DEFAULT_TASK_TOPIC,
@@ -474,13 +474,10 @@ def train_critic(data_dirs: Sequence[os.PathLike], out_dir: os.PathLike,
     pos_weight = (len(data.done_label) - positives) / positives if positives else 1.0
 
     out = pathlib.Path(out_dir)
-    staging = out.parent / f'.{out.name}.tmp-{os.getpid()}'
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
     from torch.utils.tensorboard import SummaryWriter
 
-    writer = SummaryWriter(str(staging / 'tensorboard'))
-    try:
+    with staged_directory(out) as staging, \
+            contextlib.closing(SummaryWriter(str(staging / 'tensorboard'))) as writer:
         net = CompactCriticNet(config.architecture)
         # Exponential moving average of the weights: what is validated and exported.
         average = CompactCriticNet(config.architecture)
@@ -574,72 +571,37 @@ def train_critic(data_dirs: Sequence[os.PathLike], out_dir: os.PathLike,
             'training': train_info, 'tasks': all_tasks, 'dataset': summary,
             'held_out_metrics': val, 'train_seconds': round(seconds, 1),
             'image_topic': image_topic, 'task_topic': task_topic})
-    except BaseException:
-        writer.close()
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    writer.close()
-    replace_directory(staging, out)
     log(f'train_critic: wrote {out} in {seconds:.0f} s; held-out {val}')
     return {'model_dir': str(out), 'seconds': seconds, 'held_out_metrics': val,
             'dataset': summary, 'train': split['train'], 'held_out': split['held_out']}
 
 
+@dataclass
+class TrainCriticArgs:
+    """Train the compact VLAC critic on rosbag2 episodes; write an ONNX-served model folder."""
+
+    data: tuple[str, ...]
+    """bag folders or folders searched recursively for bags"""
+    out: str
+    """model directory to write"""
+    image_topic: str = DEFAULT_IMAGE_TOPIC
+    """camera topic in the bags"""
+    task_topic: str = DEFAULT_TASK_TOPIC
+    """std_msgs/String topic with the task sentence"""
+    task: str | None = None
+    """task sentence for every bag (overrides the recorded one)"""
+    progress: bool = True
+    """show a progress bar"""
+    config: Annotated[TrainConfig, Flat] = field(default_factory=TrainConfig)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Command line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--data', nargs='+', required=True,
-                        help='bag folders or folders searched recursively for bags')
-    parser.add_argument('--out', required=True, help='model directory to write')
-    defaults = TrainConfig()
-    parser.add_argument('--stride', type=float, default=defaults.stride,
-                        help='seconds between sampled frames (default %(default)s)')
-    parser.add_argument('--epochs', type=int, default=defaults.epochs,
-                        help='passes over the training trajectories (default %(default)s)')
-    parser.add_argument('--seed', type=int, default=defaults.seed, help='seed')
-    parser.add_argument('--holdout', type=float, default=defaults.holdout,
-                        help='share of trajectories held out per (task, outcome)')
-    parser.add_argument('--image-topic', default=DEFAULT_IMAGE_TOPIC, help='image topic')
-    parser.add_argument('--task-topic', default=DEFAULT_TASK_TOPIC,
-                        help='std_msgs/String topic with the task sentence')
-    parser.add_argument('--task', default=None, help='task sentence for every bag (override)')
-    parser.add_argument('--frame-size', type=int, default=defaults.architecture.frame_size,
-                        help='side of the square frames the encoder sees, pixels')
-    parser.add_argument('--mismatch-prob', type=float, default=defaults.mismatch_prob,
-                        help='share of mismatched-task negatives (default %(default)s)')
-    parser.add_argument('--stagnation-threshold', type=float,
-                        default=defaults.stagnation_threshold,
-                        help='mean absolute pixel difference (fraction of 255) under which a '
-                        'pair is labelled 0 (paper: 0.01; default %(default)s)')
-    parser.add_argument('--batch-trajectories', type=int, default=defaults.batch_trajectories,
-                        help='trajectories per step (default %(default)s)')
-    parser.add_argument('--lr', type=float, default=defaults.lr, help='peak learning rate')
-    parser.add_argument('--threads', type=int, default=defaults.threads,
-                        help='torch CPU threads (default %(default)s)')
-    parser.add_argument('--encoder', default=defaults.architecture.encoder,
-                        choices=('keypoints', 'flatten'), help='frame encoder kind')
-    parser.add_argument('--pair-head', default=defaults.architecture.pair_head,
-                        choices=PAIR_HEADS, help='pair head kind (default %(default)s)')
-    parser.add_argument('--relevance-cutoff', type=float,
-                        default=defaults.architecture.relevance_cutoff,
-                        help='relevance probability under which a served delta is 0 '
-                        '(default %(default)s; 0: off)')
-    parser.add_argument('--no-progress', action='store_true', help='no progress bar')
-    args = parser.parse_args(argv)
-    try:
-        config = TrainConfig(
-            stride=args.stride, epochs=args.epochs, seed=args.seed, holdout=args.holdout,
-            mismatch_prob=args.mismatch_prob, stagnation_threshold=args.stagnation_threshold,
-            batch_trajectories=args.batch_trajectories, lr=args.lr, threads=args.threads,
-            architecture=CompactConfig(frame_size=args.frame_size, encoder=args.encoder,
-                                       pair_head=args.pair_head,
-                                       relevance_cutoff=args.relevance_cutoff)).validate()
-        train_critic(args.data, args.out, config, args.image_topic, args.task_topic, args.task,
-                     progress=not args.no_progress)
-    except (ValueError, FileNotFoundError) as err:
-        print(f'train_critic: {err}', file=sys.stderr)
-        return 2
-    return 0
+    """Command line entry point (options from ``TrainCriticArgs`` and ``TrainConfig``)."""
+    def tool(args: TrainCriticArgs) -> None:
+        train_critic(args.data, args.out, args.config.validate(), args.image_topic,
+                     args.task_topic, args.task, progress=args.progress)
+
+    return run('train_critic', TrainCriticArgs, tool, argv)
 
 
 if __name__ == '__main__':

@@ -1,8 +1,10 @@
 """train_offline: train the policy from a folder of recorded episode bags, no robot running.
 
-  train_offline --episodes DIR [DIR ...] --model INITIAL_POLICY_DIR --work-dir OUT
-                [--reward progress|success|progress+success] [--epochs 4] [--lr 3e-4]
-                [--bc-coef 0.0]
+  train_offline --episodes DIR [DIR ...] --model-path INITIAL_POLICY_DIR --work-dir OUT
+                [--option progress|success|progress+success] [--epochs 4] [--lr 3e-4] ...
+
+(``train_offline --help`` lists every option: the trainer node's learner, PPO and reward
+settings, the same dataclasses.)
 
 Every bag folder under the given folders that holds vlac_interfaces Transition messages (the
 episode runner's recordings or a trainer's episode store) is read, stored in OUT's episode
@@ -13,13 +15,16 @@ Prints the update line and where the new weights are.
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass, field
 import pathlib
 import sys
+from typing import Annotated
 
 from rl_trainer.learner import Learner, LearnerConfig, read_episode_bag
 from rl_trainer.ppo import PPOConfig
 from rl_trainer.rewards import RewardOptions
+
+from vlac_training.cli import Flat, run
 
 
 def find_bags(roots: list[str]) -> list[pathlib.Path]:
@@ -32,29 +37,25 @@ def find_bags(roots: list[str]) -> list[pathlib.Path]:
     return found
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse arguments, ingest the bags, train once; return the exit status."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--episodes', nargs='+', required=True, help='folders of episode bags')
-    parser.add_argument('--model', required=True, help='initial policy model directory')
-    parser.add_argument('--work-dir', required=True, help='trainer folder (store, checkpoints)')
-    parser.add_argument('--backend', default='compact', choices=('compact', 'vlac'))
-    parser.add_argument('--device', default='cpu')
-    parser.add_argument('--reward', default='progress',
-                        choices=('progress', 'success', 'progress+success'))
-    parser.add_argument('--epochs', type=int, default=4)
-    parser.add_argument('--lr', type=float, default=3e-4)
-    parser.add_argument('--bc-coef', type=float, default=0.0)
-    args = parser.parse_args(argv)
+@dataclass
+class TrainOfflineArgs:
+    """Train the policy from recorded episode bags (PPO, as the trainer node does), no robot."""
+
+    episodes: tuple[str, ...]
+    """folders searched for episode bags"""
+    learner: Annotated[LearnerConfig, Flat] = field(
+        default_factory=lambda: LearnerConfig(min_transitions=1))
+    ppo: Annotated[PPOConfig, Flat] = field(default_factory=PPOConfig)
+    rewards: Annotated[RewardOptions, Flat] = field(default_factory=RewardOptions)
+
+
+def train_offline(args: TrainOfflineArgs) -> int:
+    """Ingest the bags, train once; return the exit status (ValueError for bad settings)."""
     try:
-        learner = Learner(
-            LearnerConfig(backend=args.backend, model_path=args.model, device=args.device,
-                          work_dir=args.work_dir, min_transitions=1),
-            PPOConfig(epochs=args.epochs, lr=args.lr, bc_coef=args.bc_coef),
-            RewardOptions(option=args.reward))
-    except (ValueError, RuntimeError, OSError) as err:
-        print(f'train_offline: {err}', file=sys.stderr)
-        return 2
+        learner = Learner(args.learner.validate(), args.ppo.validate(),
+                          args.rewards.validate())
+    except (RuntimeError, OSError) as err:
+        raise ValueError(str(err)) from err
     bags = find_bags(args.episodes)
     stored = 0
     for path in bags:
@@ -78,6 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f'train_offline: version {learner.version} weights {stats["artifact"]} '
           f'(sha256 {stats["sha256"]})')
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point (options from LearnerConfig, PPOConfig, RewardOptions)."""
+    return run('train_offline', TrainOfflineArgs, train_offline, argv)
 
 
 if __name__ == '__main__':

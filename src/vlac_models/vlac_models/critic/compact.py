@@ -61,10 +61,10 @@ import torch
 from torch import nn
 
 from vlac_models.critic.base import DoneQuery, PairQuery
-from vlac_models.encoders import FilmLinear, FrameEncoder, export_graph_onnx
+from vlac_models.encoders import EncoderSpec, FilmLinear, FrameEncoder, export_graph_onnx
 from vlac_models.files import sha256_file
 from vlac_models.frames import pixel_difference, prepare_frames
-from vlac_models.text import TEXT_DIM, TEXT_ENCODER_PACKAGE, TEXT_ENCODER_SHA256, SentenceEncoder
+from vlac_models.text import TEXT_DIM, TEXT_ENCODER_RECORD, SentenceEncoder
 
 LOG = logging.getLogger(__name__)
 WEIGHTS_FILE = 'critic.safetensors'
@@ -115,22 +115,21 @@ class CompactConfig:
 
     def validate(self) -> 'CompactConfig':
         """Return self; raise ValueError naming the first bad field."""
-        if not 32 <= self.frame_size <= 512 or self.frame_size % 16:
-            raise ValueError(f'frame_size must be a multiple of 16 in 32..512, '
-                             f'got {self.frame_size}')
-        if self.encoder not in ('keypoints', 'flatten'):
-            raise ValueError(f"encoder must be 'keypoints' or 'flatten', got {self.encoder!r}")
+        self.encoder_spec()
         if self.pair_head not in PAIR_HEADS:
             raise ValueError(f"pair_head must be one of {', '.join(PAIR_HEADS)}, got "
                              f'{self.pair_head!r}')
         if not 0.0 <= self.relevance_cutoff < 1.0:
             raise ValueError(f'relevance_cutoff must be in [0, 1), got {self.relevance_cutoff}')
-        if len(self.channels) != 4 or min(self.channels) < 1:
-            raise ValueError(f'channels must be 4 positive ints, got {self.channels}')
-        for name in ('embed_dim', 'hidden_dim', 'text_dim'):
+        for name in ('hidden_dim', 'text_dim'):
             if getattr(self, name) < 1:
                 raise ValueError(f'{name} must be >= 1, got {getattr(self, name)}')
         return self
+
+    def encoder_spec(self) -> EncoderSpec:
+        """The frame encoder's settings (ValueError if bad)."""
+        return EncoderSpec(self.frame_size, self.encoder, self.channels,
+                           self.embed_dim).validate()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""
@@ -250,7 +249,7 @@ class CompactCriticNet(nn.Module):
     def __init__(self, config: CompactConfig) -> None:
         super().__init__()
         self.config = config.validate()
-        self.encoder = FrameEncoder(config)
+        self.encoder = FrameEncoder(config.encoder_spec())
         self.pair_head = PairHead(config)
         self.done_head = DoneHead(config)
 
@@ -352,9 +351,7 @@ def export_model_dir(net: CompactCriticNet, out_dir: os.PathLike, card: str = ''
                                f'(> {ONNX_TOLERANCE})')
     config = {'backend': 'compact', 'architecture': cfg.to_dict(),
               'weights_sha256': sha256_file(out / WEIGHTS_FILE), 'onnx': ONNX_FILES,
-              'text_encoder': {'package': TEXT_ENCODER_PACKAGE,
-                               'model': 'sentence-transformers/all-MiniLM-L6-v2',
-                               'sha256': TEXT_ENCODER_SHA256, 'pooling': 'mean, L2 norm'}}
+              'text_encoder': TEXT_ENCODER_RECORD}
     config.update(extra or {})
     (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + '\n')
     (out / CARD_FILE).write_text(card or '# Compact VLAC critic\n')

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-import gc
 import hashlib
 import logging
 import math
@@ -45,6 +44,7 @@ import numpy as np
 import torch
 
 from vlac_models.critic.base import DoneQuery, PairQuery
+from vlac_models.throttle import RejectLog
 from vlac_models.vlac_model import loading, preprocess, prompts
 
 LOG = logging.getLogger('vlac_models.critic.vlac')
@@ -113,6 +113,7 @@ class VlacCritic:
         if not isinstance(top_alternatives, int) or top_alternatives < 1:
             raise ValueError(f'top_alternatives must be >= 1, got {top_alternatives!r}')
         self._loaded: loading.LoadedVlac | None = loaded
+        self._malformed = RejectLog(LOG, period=5.0)  # one line per kind per 5 s, counted
         self.model_id = f'vlac:{loaded.name}'
         self.batch_size = batch_size
         self.expectation = bool(expectation)
@@ -328,8 +329,9 @@ class VlacCritic:
             value = self.expected_progress(answer) if self.expectation \
                 else parse_progress(answer.text)
             if math.isnan(value):
-                LOG.warning('%s: malformed progress answer %r (task %r)', self.model_id,
-                            answer.text, query.task)
+                self._malformed.report('progress', f'{self.model_id}: malformed progress '
+                                       f'answer {answer.text!r} (task {query.task!r})',
+                                       'warning')
             out[i] = value
         return out
 
@@ -343,8 +345,8 @@ class VlacCritic:
         for i, (query, answer) in enumerate(zip(queries, answers, strict=True)):
             value = self.expected_done(answer) if self.expectation else parse_done(answer.text)
             if math.isnan(value):
-                LOG.warning('%s: malformed done answer %r (task %r)', self.model_id,
-                            answer.text, query.task)
+                self._malformed.report('done', f'{self.model_id}: malformed done answer '
+                                       f'{answer.text!r} (task {query.task!r})', 'warning')
             out[i] = value
         return out
 
@@ -356,6 +358,4 @@ class VlacCritic:
             return
         on_cuda = loaded.device.type == 'cuda'
         del loaded
-        gc.collect()
-        if on_cuda:
-            torch.cuda.empty_cache()
+        loading.free_memory(on_cuda)

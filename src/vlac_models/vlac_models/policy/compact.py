@@ -2,7 +2,7 @@
 
 Model (``CompactPolicyNet``):
 
-- Each camera image is resized to ``frame_size`` squares and embedded by the compact critic's
+- Each camera image is resized to ``frame_size`` squares and embedded by the shared
   ``FrameEncoder`` (convolutions ending in spatial-softmax keypoints: where things are), one
   encoder shared by all cameras; the embeddings are concatenated in camera order. The keypoint
   softmax has a learned inverse temperature (initially ``keypoint_temperature``), so that
@@ -12,7 +12,7 @@ Model (``CompactPolicyNet``):
   standard deviation (``position_mean``, ``position_std``), sine and cosine of roll, pitch and
   yaw (a gripper pointing down sits at roll = +-pi, where the angle itself jumps) and the
   gripper opening (0..1).
-- Task: the instruction's all-MiniLM-L6-v2 embedding (the critic's ``SentenceEncoder``,
+- Task: the instruction's all-MiniLM-L6-v2 embedding (``vlac_models.text.SentenceEncoder``,
   offline, cached per sentence) modulates two hidden layers (FiLM).
 - Heads: one categorical distribution per action dimension over ``translation_bins`` bins
   spanning +-``translation_limit`` metres (dx, dy, dz), ``rotation_bins`` bins spanning
@@ -46,18 +46,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from vlac_models.critic.compact import (
-    TEXT_DIM,
-    TEXT_ENCODER_PACKAGE,
-    TEXT_ENCODER_SHA256,
-    CompactConfig,
-    FilmLinear,
-    FrameEncoder,
-    SentenceEncoder,
-    export_graph_onnx,
-    prepare_frames,
-)
+from vlac_models.encoders import EncoderSpec, FilmLinear, FrameEncoder, export_graph_onnx
 from vlac_models.files import atomic_write_bytes, sha256_bytes
+from vlac_models.frames import prepare_frames
 from vlac_models.policy.base import (
     ACTION_DIM,
     EefAction,
@@ -66,6 +57,7 @@ from vlac_models.policy.base import (
     PolicyOutput,
 )
 from vlac_models.state import STATE_DIM
+from vlac_models.text import TEXT_DIM, TEXT_ENCODER_RECORD, SentenceEncoder
 
 WEIGHTS_FILE = 'policy.safetensors'
 CONFIG_FILE = 'config.json'
@@ -85,7 +77,7 @@ class PolicyConfig:
     Attributes:
         frame_size: side of the square frames the encoder sees, pixels (multiple of 16).
         num_cameras: images per observation, in the configured camera order.
-        encoder: 'keypoints' or 'flatten' (see the critic's ``FrameEncoder``).
+        encoder: 'keypoints' or 'flatten' (see ``vlac_models.encoders.FrameEncoder``).
         keypoint_temperature: initial inverse temperature of the keypoint softmax (learned).
         channels: output channels of the encoder's four convolutions.
         embed_dim: embedding size per camera.
@@ -144,12 +136,10 @@ class PolicyConfig:
                 raise ValueError(f'bad compact policy setting {name}={getattr(self, name)!r}')
         return self
 
-    def encoder_config(self) -> CompactConfig:
-        """The frame encoder's settings, in the critic's config type (ValueError if bad)."""
-        return CompactConfig(frame_size=self.frame_size, encoder=self.encoder,
-                             channels=self.channels, embed_dim=self.embed_dim,
-                             hidden_dim=self.hidden_dim, text_dim=self.text_dim,
-                             flip_average=False).validate()
+    def encoder_config(self) -> EncoderSpec:
+        """The frame encoder's settings (ValueError if bad)."""
+        return EncoderSpec(self.frame_size, self.encoder, self.channels,
+                           self.embed_dim).validate()
 
     @property
     def bins(self) -> tuple[int, ...]:
@@ -180,13 +170,13 @@ class PolicyConfig:
 
 
 class KeypointEncoder(FrameEncoder):
-    """The critic's keypoint ``FrameEncoder`` with a learned softmax temperature.
+    """The shared keypoint ``FrameEncoder`` with a learned softmax temperature.
 
     Same convolutions and outputs; the keypoint softmax runs on the maps times
     ``exp(log_temperature)`` (the presence features stay the maps' maxima).
     """
 
-    def __init__(self, config: CompactConfig, temperature: float) -> None:
+    def __init__(self, config: EncoderSpec, temperature: float) -> None:
         super().__init__(config)
         self.log_temperature = nn.Parameter(torch.tensor(float(np.log(temperature))))
 
@@ -492,9 +482,7 @@ def save_model_dir(policy: CompactPolicy, out_dir: str | os.PathLike, card: str 
     digest = policy.save_weights(out / WEIGHTS_FILE)
     config = {'backend': 'compact', 'architecture': policy.config.to_dict(),
               'weights_sha256': digest, 'weights': WEIGHTS_FILE,
-              'text_encoder': {'package': TEXT_ENCODER_PACKAGE,
-                               'model': 'sentence-transformers/all-MiniLM-L6-v2',
-                               'sha256': TEXT_ENCODER_SHA256, 'pooling': 'mean, L2 norm'}}
+              'text_encoder': TEXT_ENCODER_RECORD}
     config.update(extra or {})
     (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + '\n')
     (out / CARD_FILE).write_text(card or '# Compact VLAC policy\n')

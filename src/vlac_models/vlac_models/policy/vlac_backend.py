@@ -88,7 +88,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 import functools
-import gc
 import logging
 import math
 import os
@@ -946,9 +945,7 @@ class VlacPolicy:
             return
         on_cuda = loaded.device.type == 'cuda'
         del loaded
-        gc.collect()
-        if on_cuda:
-            torch.cuda.empty_cache()
+        loading.free_memory(on_cuda)
 
 
 def load_vlac_policy(path: str | os.PathLike, device: str = 'cpu', **options) -> VlacPolicy:
@@ -1014,37 +1011,3 @@ def benchmark_vlac_policy(model_dir: str | os.PathLike, device: str = 'cpu', rep
         }
     finally:
         policy.close()
-
-
-def benchmark_main(argv: Sequence[str] | None = None) -> int:
-    """``python -m vlac_models.policy.vlac_backend MODEL_DIR [--device cuda] [--repeats 50]``.
-
-    ``--make-full-size DIR`` first writes a randomly initialised InternVL2-2B-sized checkpoint
-    there (``testing.tiny_internvl.make_full_size_internvl``) and benchmarks it.
-    """
-    import argparse
-    import json
-
-    parser = argparse.ArgumentParser(description=benchmark_main.__doc__.splitlines()[0])
-    parser.add_argument('model_dir', help='converted VLAC checkpoint directory')
-    parser.add_argument('--device', default='cpu', help="'cpu', 'cuda' or 'cuda:N'")
-    parser.add_argument('--repeats', type=int, default=20, help='timed actions')
-    parser.add_argument('--views', type=int, default=1, help='camera views per observation')
-    parser.add_argument('--threads', type=int, default=0, help='torch CPU threads (0: keep)')
-    parser.add_argument('--make-full-size', action='store_true',
-                        help='first write a random full-size (~2.2B) checkpoint to model_dir')
-    args = parser.parse_args(argv)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    if args.make_full_size:
-        from vlac_testing.tiny_internvl import make_full_size_internvl
-
-        make_full_size_internvl(args.model_dir)
-    figures = benchmark_vlac_policy(args.model_dir, args.device, args.repeats,
-                                    num_views=args.views)
-    print(json.dumps(figures, indent=2))
-    return 0
-
-
-if __name__ == '__main__':
-    raise SystemExit(benchmark_main())

@@ -697,3 +697,14 @@ def convert_main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == '__main__':
     sys.exit(convert_main())
+
+
+def free_memory(on_cuda: bool) -> None:
+    """Collect a just-dropped model now and give its cached CUDA memory back to the device."""
+    import gc
+
+    gc.collect()
+    if on_cuda:
+        import torch
+
+        torch.cuda.empty_cache()
