@@ -162,6 +162,19 @@ def _script_reply(model: InternVLForConditionalGeneration, tokenizer: PreTrained
                 head[alt_ids[0], dim] = (10.0 - gap) * scale
 
 
+def _save(model, tokenizer, config, path: pathlib.Path) -> pathlib.Path:
+    """Write a generating checkpoint (weights, generation config, left-padding tokenizer)."""
+    from transformers import GenerationConfig
+
+    model.generation_config = GenerationConfig(
+        eos_token_id=config.text_config.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id)
+    model.save_pretrained(path)
+    tokenizer.padding_side = 'left'
+    tokenizer.save_pretrained(path)
+    return path
+
+
 def _random_model(seed: int):
     """(tokenizer, config, model) of the tiny InternVL with weights drawn from ``seed``."""
     from transformers import InternVLForConditionalGeneration
@@ -185,21 +198,13 @@ def make_tiny_internvl(directory: str | os.PathLike, *, seed: int = 0, reply: st
         gap: logit gap between a scripted number token and its runner-up (expectation mode).
 
     """
-    from transformers import GenerationConfig
-
     path = pathlib.Path(directory)
     path.mkdir(parents=True, exist_ok=True)
     tokenizer, config, model = _random_model(seed)
     if reply is not None:
         with torch.no_grad():
             _script_reply(model, tokenizer, reply, gap)
-    model.generation_config = GenerationConfig(
-        eos_token_id=config.text_config.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id)
-    model.save_pretrained(path)
-    tokenizer.padding_side = 'left'
-    tokenizer.save_pretrained(path)
-    return path
+    return _save(model, tokenizer, config, path)
 
 
 def _fuse_internlm2_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -388,7 +393,7 @@ def make_full_size_internvl(directory: str | os.PathLike, *, seed: int = 0,
     the 256 image tokens per view are identical). Needs ~5 GB of RAM and disk; takes about a
     minute on a 16-core CPU. Answers are random: for timing only.
     """
-    from transformers import GenerationConfig, InternVLForConditionalGeneration
+    from transformers import InternVLForConditionalGeneration
 
     path = pathlib.Path(directory)
     path.mkdir(parents=True, exist_ok=True)
@@ -397,10 +402,4 @@ def make_full_size_internvl(directory: str | os.PathLike, *, seed: int = 0,
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = InternVLForConditionalGeneration._from_config(config, dtype=dtype).eval()
-    model.generation_config = GenerationConfig(
-        eos_token_id=config.text_config.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id)
-    model.save_pretrained(path)
-    tokenizer.padding_side = 'left'
-    tokenizer.save_pretrained(path)
-    return path
+    return _save(model, tokenizer, config, path)

@@ -9,6 +9,7 @@ print one line and exit with status 2, as a bad option does.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 import sys
 from typing import Callable, Sequence, TypeVar
 
@@ -17,6 +18,20 @@ import tyro
 T = TypeVar('T')
 Flat = tyro.conf.OmitArgPrefixes
 """Marker for a nested config whose options carry no prefix: ``Annotated[Config, Flat]``."""
+
+
+@dataclass
+class BagsToModel:
+    """The arguments every training tool shares: recorded bags in, a model folder out."""
+
+    data: tuple[str, ...]
+    """bag folders or folders searched recursively for bags"""
+    out: str
+    """model directory to write"""
+    task: str | None = None
+    """task sentence for every bag (overrides the recorded one)"""
+    progress: bool = True
+    """show a progress bar"""
 
 
 def parse(cls: type[T], argv: Sequence[str] | None = None, description: str | None = None

@@ -50,7 +50,7 @@ from vlac_models.policy.compact import (
     split_logits,
 )
 
-from vlac_training.cli import Flat, run
+from vlac_training.cli import BagsToModel, Flat, run
 from vlac_training.critic_dataset import find_bags
 from vlac_training.policy_dataset import (
     BagTopics,
@@ -437,19 +437,11 @@ def train_bc(data_dirs: Sequence[os.PathLike], out_dir: os.PathLike,
 
 
 @dataclass
-class TrainBCArgs:
+class TrainBCArgs(BagsToModel):
     """Behaviour-clone the compact policy on rosbag2 demonstrations; write a model folder."""
 
-    data: tuple[str, ...]
-    """bag folders or folders searched recursively for bags"""
-    out: str
-    """model directory to write"""
-    task: str | None = None
-    """task sentence for every bag (overrides the recorded one)"""
     cache: str | None = None
     """.npz file caching the built samples between runs"""
-    progress: bool = True
-    """show a progress bar"""
     topics: BagTopics = field(default_factory=BagTopics)
     config: Annotated[BCConfig, Flat] = field(default_factory=BCConfig)
 

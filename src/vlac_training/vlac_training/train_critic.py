@@ -46,7 +46,7 @@ from vlac_models.critic.compact import (
 )
 from vlac_models.files import staged_directory
 
-from vlac_training.cli import Flat, run
+from vlac_training.cli import BagsToModel, Flat, run
 from vlac_training.critic_dataset import (
     DEFAULT_IMAGE_TOPIC,
     DEFAULT_TASK_TOPIC,
@@ -577,21 +577,13 @@ def train_critic(data_dirs: Sequence[os.PathLike], out_dir: os.PathLike,
 
 
 @dataclass
-class TrainCriticArgs:
+class TrainCriticArgs(BagsToModel):
     """Train the compact VLAC critic on rosbag2 episodes; write an ONNX-served model folder."""
 
-    data: tuple[str, ...]
-    """bag folders or folders searched recursively for bags"""
-    out: str
-    """model directory to write"""
     image_topic: str = DEFAULT_IMAGE_TOPIC
     """camera topic in the bags"""
     task_topic: str = DEFAULT_TASK_TOPIC
     """std_msgs/String topic with the task sentence"""
-    task: str | None = None
-    """task sentence for every bag (overrides the recorded one)"""
-    progress: bool = True
-    """show a progress bar"""
     config: Annotated[TrainConfig, Flat] = field(default_factory=TrainConfig)
 
 

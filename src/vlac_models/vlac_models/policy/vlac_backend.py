@@ -493,6 +493,28 @@ class _Row:
     steps: int = 0
 
 
+def _forward_left_padded(loaded: loading.LoadedVlac, seqs: list[list[int]], pixels: torch.Tensor,
+                         use_cache: bool) -> tuple[int, torch.Tensor, object]:
+    """One forward pass of the language model over left-padded token rows with their images.
+
+    Returns (width, attention mask, model output); rows are right-aligned so that every
+    row's next token sits at the same column.
+    """
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), loaded.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, seq in enumerate(seqs):
+        ids[row, width - len(seq):] = torch.tensor(seq)
+        mask[row, width - len(seq):] = 1
+    positions = (mask.cumsum(1) - 1).clamp(min=0)
+    device = loaded.device
+    out = loaded.model.model(
+        input_ids=ids.to(device), attention_mask=mask.to(device),
+        position_ids=positions.to(device), pixel_values=pixels.to(device, loaded.dtype),
+        use_cache=use_cache)
+    return width, mask, out
+
+
 def _write_safetensors_atomically(tensors: dict[str, torch.Tensor], path: pathlib.Path,
                                   metadata: dict[str, str]) -> None:
     from safetensors.torch import save_file
@@ -750,21 +772,11 @@ class VlacPolicy:
             prompt_ids, pixels = self._prepare(observations)
             layout = self.layout
             first = list(layout.literals[0])
-            width = max(len(p) for p in prompt_ids) + len(first)
             batch = len(prompt_ids)
-            ids = torch.full((batch, width), loaded.pad_token_id, dtype=torch.long)
-            mask = torch.zeros((batch, width), dtype=torch.long)
-            for row, prompt in enumerate(prompt_ids):
-                seq = prompt + first
-                ids[row, width - len(seq):] = torch.tensor(seq)
-                mask[row, width - len(seq):] = 1
-            positions = (mask.cumsum(1) - 1).clamp(min=0)
+            width, mask, out = _forward_left_padded(
+                loaded, [prompt + first for prompt in prompt_ids], pixels, use_cache=True)
             next_pos = mask.sum(1)
             device = loaded.device
-            out = loaded.model.model(
-                input_ids=ids.to(device), attention_mask=mask.to(device),
-                position_ids=positions.to(device), pixel_values=pixels.to(device, loaded.dtype),
-                use_cache=True)
             cache = out.past_key_values
             hidden = out.last_hidden_state
             values = self._value(hidden[:, width - len(first) - 1]).cpu()
@@ -870,19 +882,9 @@ class VlacPolicy:
             loaded = self._require()
             prompt_ids, pixels = self._prepare(observations)
             seqs = [p + t for p, (t, _) in zip(prompt_ids, parsed, strict=True)]
-            width = max(len(s) for s in seqs)
             batch = len(seqs)
-            ids = torch.full((batch, width), loaded.pad_token_id, dtype=torch.long)
-            mask = torch.zeros((batch, width), dtype=torch.long)
-            for row, seq in enumerate(seqs):
-                ids[row, width - len(seq):] = torch.tensor(seq)
-                mask[row, width - len(seq):] = 1
-            positions = (mask.cumsum(1) - 1).clamp(min=0)
+            width, mask, out = _forward_left_padded(loaded, seqs, pixels, use_cache=False)
             device = loaded.device
-            out = loaded.model.model(
-                input_ids=ids.to(device), attention_mask=mask.to(device),
-                position_ids=positions.to(device), pixel_values=pixels.to(device, loaded.dtype),
-                use_cache=False)
             hidden = out.last_hidden_state
             value_rows, value_cols, rows, cols, allowed, targets = [], [], [], [], [], []
             for r, (prompt, (row_tokens, steps)) in enumerate(zip(prompt_ids, parsed,
