@@ -1,4 +1,8 @@
-"""The learner of the asynchronous loop, ROS-free: episodes in, new policy versions out.
+"""The learner of the asynchronous loop: episodes in, new policy versions out (no node).
+
+It spins nothing and creates no node, so the trainer node and the offline command share it;
+it does use ROS data formats: messages (rclpy or bag messages alike), rosbag2 files through
+``vlac_ros.bags`` and image decoding through ``vlac_ros.images``.
 
 ``Learner`` owns the policy being trained, the PPO trainer, the episode store and the
 checkpoints. The trainer node (or the offline command) hands it finished episodes; it

@@ -19,11 +19,14 @@ reuses the recorded data and trained models found there.
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 import pathlib
 import sys
 import time
-from typing import Callable
+from typing import Callable, Literal
+
+from vlac_sim.tasks import TASKS
+from vlac_training.cli import parse
 
 
 def prepare_models(work: pathlib.Path, task: str, demos: int, critic: pathlib.Path,
@@ -58,17 +61,32 @@ def prepare_models(work: pathlib.Path, task: str, demos: int, critic: pathlib.Pa
     return True
 
 
+@dataclass
+class DemoArgs:
+    """The whole VLAC loop on the simulated arm: demonstrations, critic, BC policy, RL episodes."""
+
+    task: Literal[tuple(TASKS)] = 'press_button'  # type: ignore[valid-type]
+    """simulator task to learn"""
+    episodes: int = 12
+    """RL episodes to run through the episode runner"""
+    duration: float = 12.0
+    """episode time limit, s"""
+    demos: int = 12
+    """expert demonstrations recorded for the critic and the behaviour-cloned policy"""
+    work: str = 'artifacts/demo'
+    """folder for everything (reused by a second run)"""
+    critic: str = ''
+    """use this critic model directory instead of training one"""
+    policy: str = ''
+    """use this initial policy directory instead of behaviour-cloning one"""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Prepare models if needed, start the loop, run the episodes."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--task', default='press_button')
-    parser.add_argument('--episodes', type=int, default=12)
-    parser.add_argument('--duration', type=float, default=12.0, help='episode limit, s')
-    parser.add_argument('--work', default='artifacts/demo', help='folder for everything')
-    parser.add_argument('--critic', default='', help='use this critic model directory')
-    parser.add_argument('--policy', default='', help='use this initial policy directory')
-    parser.add_argument('--demos', type=int, default=12, help='expert demonstrations')
-    args = parser.parse_args(argv)
+    try:
+        args = parse(DemoArgs, argv)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
     work = pathlib.Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     critic = pathlib.Path(args.critic).resolve() if args.critic else work / 'critic'
@@ -88,7 +106,16 @@ def main(argv: list[str] | None = None) -> int:
 
     apply_loopback_env()
     run_dir = work / time.strftime('run_%Y%m%d_%H%M%S')
-    say(f'starting sim, critic, policy, runner and trainer (logs: {run_dir / "ros_graph"})')
+    say(f'starting sim, critic, policy, runner and trainer (node logs: {run_dir}/*.log)')
+    printed = 0
+
+    def new_updates(graph) -> list[str]:
+        nonlocal printed
+        lines = [line.split(']: ', 1)[1] for line in graph.logs().splitlines()
+                 if '[trainer_node]: update ' in line]
+        fresh, printed = lines[printed:], len(lines)
+        return fresh
+
     with RosGraph(run_dir) as graph:
         _, client = start_loop(graph, critic, policy, run_dir / 'trainer', args.task,
                                trainer={'learner.min_transitions': 200})
@@ -97,12 +124,14 @@ def main(argv: list[str] | None = None) -> int:
             say(f'episode {seed + 1}/{args.episodes}: {result.termination_reason:8s} '
                 f'{"success" if result.success else "       "} return '
                 f'{result.episode_return:+.3f}, {result.steps} steps')
-        updates = [line.split(']: ', 1)[1] for line in graph.logs().splitlines()
-                   if '[trainer_node]: update ' in line]
-    for line in updates:
-        say(line)
-    say(f'done: episode bags in {run_dir / "trainer" / "robot_episodes"}, TensorBoard: '
-        f'tensorboard --logdir {run_dir / "trainer" / "logs"}')
+            for line in new_updates(graph):
+                say(line)
+        for line in new_updates(graph):
+            say(line)
+    tensorboard = pathlib.Path(sys.executable).parent / 'tensorboard'
+    say(f'done: episode bags in {run_dir / "trainer" / "robot_episodes"}, checkpoints in '
+        f'{run_dir / "trainer" / "checkpoints"}; TensorBoard: {tensorboard} --logdir '
+        f'{run_dir / "trainer" / "logs"}')
     return 0
 
 

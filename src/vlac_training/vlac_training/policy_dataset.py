@@ -51,6 +51,7 @@ from vlac_models.stamps import is_zero, stamp_ns
 from vlac_models.state import policy_state, rpy_of
 from vlac_ros.bags import bag_metadata, read_messages
 from vlac_ros.images import image_to_rgb
+
 from vlac_training.critic_dataset import find_bags
 
 DEFAULT_IMAGE_TOPICS = ('/camera/image_raw',)
