@@ -5,7 +5,8 @@ For each goal (vlac_interfaces/action/RunEpisode) it:
      for return-and-explore), or on a real arm waits for the operator's ready signal
      (``operator/ready``, std_msgs/Bool true) up to ``ready_timeout``;
   2. publishes the episode id (``episode``) and the task sentence (``task``), both latched:
-     the critic starts a new episode and the policy node tags its transitions;
+     the critic starts a new episode and the policy node tags its transitions; it waits for
+     the critic's first score of the new task (up to ``service_timeout``) before starting;
   3. starts recording the episode as a rosbag2 folder (MCAP) in
      ``<episodes_dir>/<robot_id>/<episode_id>/``: cameras, joint states, end-effector pose,
      transitions (actions, tokens, policy version, intervention flags), progress rewards and

@@ -72,8 +72,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--work', default='artifacts/bench', help='models and scratch files')
     parser.add_argument('--quick', action='store_true', help='shorter windows (a smoke run)')
     args = parser.parse_args(argv)
-    from vlac_bench.demo import prepare_models
-
     work = pathlib.Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     critic, policy = work / 'critic', work / 'policy'
@@ -82,8 +80,15 @@ def main(argv: list[str] | None = None) -> int:
     def say(text: str) -> None:
         print(f'[bench {time.monotonic() - started:6.1f} s] {text}', flush=True)
 
-    if not prepare_models(work, 'press_button', 12, critic, policy, say):
-        return 1
+    if not (critic / 'config.json').is_file() or not (policy / 'config.json').is_file():
+        # In a child process: torch's idle worker threads would otherwise keep a core busy
+        # while the benchmarks run.
+        code = ('import pathlib, sys; from vlac_bench.demo import prepare_models; '
+                f'sys.exit(0 if prepare_models(pathlib.Path({str(work)!r}), "press_button", 12, '
+                f'pathlib.Path({str(critic)!r}), pathlib.Path({str(policy)!r}), print) else 1)')
+        say('training the models the benchmarks use (the demo recipe)')
+        if subprocess.run([sys.executable, '-c', code], check=False).returncode != 0:
+            return 1
     bin_dir = pathlib.Path(sys.executable).parent
     when = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
     sections, failed = [], 0
