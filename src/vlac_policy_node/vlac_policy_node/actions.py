@@ -28,7 +28,6 @@ from typing import Sequence
 from geometry_msgs.msg import Point, Pose, PoseStamped, Quaternion, Twist, TwistStamped, Vector3
 import numpy as np
 import pinocchio as pin
-from scipy.spatial.transform import Rotation
 from std_msgs.msg import Float64MultiArray, Header
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from vlac_models.policy.base import EefAction
@@ -58,7 +57,7 @@ class ArmState:
 
     def state_vector(self) -> np.ndarray:
         """The policy state: x, y, z (m), roll, pitch, yaw (rad), gripper (0..1)."""
-        return policy_state(self.position, Rotation.from_matrix(self.rotation), self.gripper)
+        return policy_state(self.position, self.rotation, self.gripper)
 
 
 def delta_rotation(action: EefAction) -> np.ndarray:

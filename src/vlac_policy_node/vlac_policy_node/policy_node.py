@@ -44,7 +44,7 @@ from std_msgs.msg import Bool, Header, String
 from std_srvs.srv import Trigger
 from vlac_models.policy.base import PolicyError, PolicyObservation, load_policy
 from vlac_models.stamps import stamp_ns, stamp_seconds
-from vlac_models.state import rotation_from_quaternion
+from vlac_models.state import quaternion_matrix
 from vlac_models.throttle import RejectLog
 from vlac_ros.executor import ResponsiveExecutor
 from vlac_ros.images import ImageEncodingError, image_to_rgb
@@ -401,7 +401,7 @@ class PolicyNode(LifecycleNode):
             p, q = pose.pose.position, pose.pose.orientation
             position = np.array([p.x, p.y, p.z])
             try:
-                rotation = rotation_from_quaternion(q.x, q.y, q.z, q.w).as_matrix()
+                rotation = quaternion_matrix(q.x, q.y, q.z, q.w)
             except ValueError as err:
                 raise Hold('bad_state', f'invalid end-effector pose ({err}): holding') from err
             if not np.all(np.isfinite(position)):
