@@ -28,6 +28,8 @@ setup(
             'export_policy_onnx = vlac_training.export_policy:main',
             'evaluate_policy = vlac_training.rollout:main',
             'ppo_sanity = vlac_training.sanity:main',
+            'vlac_experiment = vlac_training.experiment:main',
+            'vlac_experiment_report = vlac_training.experiment_report:main',
         ],
     },
 )

@@ -21,8 +21,9 @@ For each goal (vlac_interfaces/action/RunEpisode) it:
 Which transitions and scores make up the episode is decided by ``vlac_models.episodes``, the
 rules the trainer applies too: the episode's bounds run from the moment the arm is handed to
 the policy (after the reset) to the moment it is taken back, and ``EpisodeResult.start_time``
-and ``end_time`` carry them. The episode return is the sum of the progress deltas inside the
-bounds (the trainer recomputes rewards per transition; this figure is for monitoring).
+and ``end_time`` carry them. The episode return is the progress over the steps the policy
+acted, by the trainer's own join (``rl_runner.results``): the sum of the transitions'
+progress rewards.
 """
 
 from __future__ import annotations
@@ -40,16 +41,17 @@ from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import Bool, Header, String
+from std_msgs.msg import Bool, String
 from vlac_models.config import doc
 from vlac_models.episodes import Episode
-from vlac_models.stamps import stamp_ns, time_from_ns
+from vlac_models.stamps import stamp_ns
 from vlac_ros.bags import BagWriter
 from vlac_ros.executor import ResponsiveExecutor
 from vlac_ros.params import declare_dataclass
 from vlac_ros.qos import LATCHED, RELIABLE, RESULTS, SENSOR
 from vlac_ros.spin import run_node
 
+from rl_runner.results import episode_result
 from vlac_interfaces.action import RunEpisode
 from vlac_interfaces.msg import EpisodeResult, ProgressReward, Transition
 from vlac_interfaces.srv import ResetScene
@@ -338,15 +340,7 @@ class EpisodeRunner(Node):
                 episode.start(now)
             episode.end(now)
             bag, self._bag, self._episode = self._bag, None, None
-        first, last = episode.versions
-        message = EpisodeResult(
-            header=Header(stamp=time_from_ns(now)), robot_id=self.robot_id,
-            episode_id=episode.episode_id, task=goal.task, mode=goal.mode,
-            success=reason == 'done', episode_return=episode.progress_return,
-            steps=episode.steps, intervention_count=episode.interventions,
-            policy_version_start=first, policy_version_end=last,
-            termination_reason=reason, start_time=time_from_ns(episode.start_ns),
-            end_time=time_from_ns(episode.end_ns))
+        message = episode_result(episode, self.robot_id, goal.task, goal.mode, reason, now)
         if bag is not None:
             bag.set_custom_data('success', str(message.success))
             bag.set_custom_data('termination_reason', reason)

@@ -34,7 +34,7 @@ import time
 from urllib.parse import unquote, urlparse
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import PoseStamped, Vector3
+from geometry_msgs.msg import PoseStamped
 import numpy as np
 import pinocchio as pin
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
@@ -43,8 +43,7 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Header, String
 from std_srvs.srv import Trigger
 from vlac_models.policy.base import PolicyError, PolicyObservation, load_policy
-from vlac_models.stamps import stamp_ns, stamp_seconds
-from vlac_models.state import quaternion_matrix
+from vlac_models.stamps import stamp_seconds
 from vlac_models.throttle import RejectLog
 from vlac_ros.executor import ResponsiveExecutor
 from vlac_ros.images import ImageEncodingError, image_to_rgb
@@ -53,34 +52,21 @@ from vlac_ros.params import declare_dataclass, read_dataclass
 from vlac_ros.qos import LATCHED, RELIABLE, SENSOR, TRANSITIONS
 from vlac_ros.spin import run_node
 
-from vlac_interfaces.msg import DeltaAction, Observation, PolicyVersion, Transition
-from vlac_policy_node.actions import (
-    ArmAdapter,
-    ArmState,
-    UnsafeAction,
-    gripper_opening,
-    limit_action,
-)
+from vlac_interfaces.msg import DeltaAction, PolicyVersion, Transition
+from vlac_policy_node.actions import ArmAdapter, ArmState
 from vlac_policy_node.config import PolicyNodeConfig
 from vlac_policy_node.kinematics import IkError
+from vlac_policy_node.step import (
+    Hold,
+    arm_gripper,
+    decide,
+    delta_msg,
+    joint_map,
+    pose_arm_state,
+    transition_msg,
+)
 
 STATE_HISTORY = 64  # joint-state / pose messages kept for stamp matching
-
-
-class Hold(Exception):
-    """This control step must not move the arm; the message says why.
-
-    ``level``: 'info' for the normal waits of a starting system (no task, no image, no URDF
-    yet), 'warning' for degraded input (stale data), 'error' for refusals (bad state, unsafe
-    or invalid actions, no joint solution).
-    """
-
-    def __init__(self, key: str, message: str, level: str = 'error') -> None:
-        super().__init__(message)
-        self.key, self.level = key, level
-
-
-
 
 
 def weights_path(uri: str, weights_dir: str) -> pathlib.Path:
@@ -389,27 +375,17 @@ class PolicyNode(LifecycleNode):
         if joint is None:
             raise Hold('stale', 'no joint state within max_state_skew '
                        f'{safety.max_state_skew} s of the image: holding', 'warning')
-        names, positions = list(joint.name), list(joint.position)
-        if not np.all(np.isfinite(positions)):
-            raise Hold('bad_state', 'non-finite joint positions: holding')
-        joint_map = dict(zip(names, positions, strict=True))
         if cfg.ee_pose_topic:
             pose = _closest(poses, stamp, safety.max_state_skew)
             if pose is None:
                 raise Hold('stale', 'no end-effector pose within max_state_skew '
                            f'{safety.max_state_skew} s of the image: holding', 'warning')
-            p, q = pose.pose.position, pose.pose.orientation
-            position = np.array([p.x, p.y, p.z])
-            try:
-                rotation = quaternion_matrix(q.x, q.y, q.z, q.w)
-            except ValueError as err:
-                raise Hold('bad_state', f'invalid end-effector pose ({err}): holding') from err
-            if not np.all(np.isfinite(position)):
-                raise Hold('bad_state', 'invalid end-effector pose: holding')
+            arm = pose_arm_state(joint, pose, cfg.arm)
         else:
+            joints = joint_map(joint)
             try:
                 tip = self.adapter.kinematics.forward(
-                    [joint_map[n] for n in cfg.arm.joint_names])
+                    [joints[n] for n in cfg.arm.joint_names])
             except (KeyError, IkError) as err:
                 raise Hold('bad_state', f'forward kinematics failed: {err}') from err
             position, rotation = tip.translation.copy(), tip.rotation.copy()
@@ -420,13 +396,7 @@ class PolicyNode(LifecycleNode):
             q = pin.Quaternion(rotation)
             pose.pose.orientation.x, pose.pose.orientation.y = q.x, q.y
             pose.pose.orientation.z, pose.pose.orientation.w = q.z, q.w
-        gripper = gripper_opening(names, positions, cfg.arm)
-        if not np.isfinite(gripper):
-            gripper = 1.0 if cfg.arm.gripper_adapter == 'none' else gripper
-        if not np.isfinite(gripper):
-            raise Hold('bad_state', f'joint_states lack the gripper joints '
-                       f'{list(cfg.arm.gripper_joint_names)}: holding')
-        arm = ArmState(position, rotation, joint_map, gripper)
+            arm = ArmState(position, rotation, joints, arm_gripper(joint, cfg.arm))
         observation = PolicyObservation([image[1] for image in images], arm.state_vector(),
                                         task)
         return observation, arm, images, joint, pose
@@ -451,24 +421,11 @@ class PolicyNode(LifecycleNode):
         header = Header(stamp=now_time.to_msg(), frame_id=self.config.arm.base_frame)
         try:
             observation, arm, images, joint, pose = self._observation(now)
-            try:
-                output = self.policy.act(observation, deterministic=self.config.deterministic)
-            except (PolicyError, ValueError) as err:
-                raise Hold('policy', f'policy produced no valid action: {err}') from err
-            if not (np.isfinite(output.log_prob) and np.isfinite(output.value)):
-                raise Hold('unsafe', f'action rejected: non-finite log-prob {output.log_prob} '
-                           f'or value {output.value} (policy weights broken?)')
-            try:
-                action, notes = limit_action(output.action, arm, self.config.safety)
-            except UnsafeAction as err:
-                raise Hold('unsafe', f'action rejected: {err}') from err
-            command = gripper = None
-            if not self.config.dry_run:
-                try:
-                    command = self.adapter.command(action, arm, header)
-                except IkError as err:
-                    raise Hold('ik', f'no joint command for the action: {err}') from err
-                gripper = self.adapter.gripper_command(action, header)
+            decision = decide(self.policy, observation, arm, self.config.safety,
+                              self.adapter, header, self.config.deterministic,
+                              self.config.dry_run)
+            output, action, notes = decision.output, decision.action, decision.notes
+            command, gripper = decision.command, decision.gripper
         except Hold as hold:
             self.holds[hold.key] += 1
             self.rejects.report(hold.key, str(hold), hold.level)
@@ -487,7 +444,7 @@ class PolicyNode(LifecycleNode):
             self.gripper_pub.publish(gripper)
         if notes:
             self.rejects.report('limited', 'action limited: ' + '; '.join(notes), 'warning')
-        delta = _delta_msg(action, header)
+        delta = delta_msg(action, header)
         self.preview_pub.publish(delta)
         self.actions += 1
         self.latency.append(latency)
@@ -497,22 +454,10 @@ class PolicyNode(LifecycleNode):
 
     def _transition(self, step, episode_id, version, observation, output, delta, images,
                     joint, pose, latency, header) -> Transition:
-        image_msgs = [image[0] for image in images]
-        obs = Observation(joint_state=joint, ee_pose=pose, gripper=float(observation.state[6]))
-        if self.config.transition_images:
-            obs.images = image_msgs
-        else:
-            obs.image_refs = [f'{topic}@{stamp_ns(m.header.stamp)}'
-                              for topic, m in zip(self.config.image_topics, image_msgs,
-                                                  strict=True)]
-        observed = min(image_msgs, key=lambda m: stamp_seconds(m.header.stamp)).header.stamp
-        return Transition(
-            header=header, robot_id=self.robot_id, episode_id=episode_id, step=step,
-            observation=obs, action=delta,
-            action_tokens=[int(t) for t in np.asarray(output.tokens).ravel()],
-            log_prob=float(output.log_prob), value=float(output.value),
-            is_intervention=False, policy_version=version, observation_stamp=observed,
-            action_stamp=header.stamp, inference_latency=float(latency))
+        return transition_msg(
+            self.robot_id, episode_id, step, version, observation, output, delta,
+            [image[0] for image in images], joint, pose, latency, header,
+            None if self.config.transition_images else list(self.config.image_topics))
 
     def _send_hold(self, header: Header | None = None) -> None:
         if self.adapter is None or getattr(self, 'arm_pub', None) is None:
@@ -549,12 +494,6 @@ def _closest(history: list, stamp: float, tolerance: float):
     if best is None or abs(best[0] - stamp) > tolerance:
         return None
     return best[1]
-
-
-def _delta_msg(action, header: Header) -> DeltaAction:
-    t, r = action.translation, action.rotation
-    return DeltaAction(header=header, translation=Vector3(x=t[0], y=t[1], z=t[2]),
-                       rotation=Vector3(x=r[0], y=r[1], z=r[2]), gripper=action.gripper)
 
 
 def main(args: list[str] | None = None) -> None:

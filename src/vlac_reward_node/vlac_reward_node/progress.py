@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 import threading
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 from vlac_models.config import doc
@@ -200,3 +200,34 @@ class ProgressTracker:
         if len(self.history) > 2000:
             del self.history[:1000]
         return score
+
+
+def score_frame(critic, task: str, anchor: Frame, frame: Frame, first: Frame | None,
+                reference: Sequence[np.ndarray] = ()) -> tuple[float, float]:
+    """The critic's (progress delta anchor -> frame, done probability of frame).
+
+    With a ``reference`` demonstration the pair is scored in context, the episode's first
+    frame included (the paper's one-shot mode). The reward node and the lock-step experiment
+    runner both score through this function.
+    """
+    from vlac_models.critic import DoneQuery, PairQuery
+
+    reference = tuple(reference)
+    delta = float(critic.score_pairs([PairQuery(
+        task, anchor.rgb, frame.rgb, reference,
+        first.rgb if reference and first is not None else None)])[0])
+    done_p = float(critic.done_probability([DoneQuery(task, frame.rgb, reference)])[0])
+    return delta, done_p
+
+
+def progress_msg(task: str, score: Score, latency: float, model_id: str, stamp):
+    """The ``vlac_interfaces/ProgressReward`` of one score, published at ``stamp``."""
+    from std_msgs.msg import Header
+
+    from vlac_interfaces.msg import ProgressReward
+
+    return ProgressReward(
+        header=Header(stamp=stamp, frame_id=''), task=task, stamp_a=score.anchor.stamp_msg,
+        stamp_b=score.frame.stamp_msg, delta=score.delta, value=score.value,
+        done_probability=score.done_probability, done=score.done,
+        model_id=model_id, inference_latency=latency)

@@ -56,7 +56,15 @@ from vlac_ros.spin import run_node
 from vlac_interfaces.action import ScoreTrajectory
 from vlac_interfaces.msg import ProgressReward
 from vlac_interfaces.srv import ScorePair
-from vlac_reward_node.progress import Frame, FrameMailbox, ProgressTracker, RewardConfig, Score
+from vlac_reward_node.progress import (
+    Frame,
+    FrameMailbox,
+    ProgressTracker,
+    RewardConfig,
+    Score,
+    progress_msg,
+    score_frame,
+)
 from vlac_reward_node.reference import load_reference
 
 
@@ -238,11 +246,8 @@ class RewardNode(LifecycleNode):
         with self._model_lock:
             if self.critic is None:
                 return
-            delta = float(self.critic.score_pairs([PairQuery(
-                task, anchor.rgb, frame.rgb, self.reference,
-                first.rgb if self.reference else None)])[0])
-            done_p = float(self.critic.done_probability([DoneQuery(
-                task, frame.rgb, self.reference)])[0])
+            delta, done_p = score_frame(self.critic, task, anchor, frame, first,
+                                        self.reference)
         latency = time.perf_counter() - started
         with self._state_lock:
             if self.tracker.anchor is not anchor:  # episode reset while scoring
@@ -261,12 +266,8 @@ class RewardNode(LifecycleNode):
             self.debug_pub.publish(self._debug_image(score))
 
     def _progress_msg(self, task: str, score: Score, latency: float) -> ProgressReward:
-        return ProgressReward(
-            header=Header(stamp=self.get_clock().now().to_msg(),
-                          frame_id=''), task=task, stamp_a=score.anchor.stamp_msg,
-            stamp_b=score.frame.stamp_msg, delta=score.delta, value=score.value,
-            done_probability=score.done_probability, done=score.done,
-            model_id=self.critic.model_id, inference_latency=latency)
+        return progress_msg(task, score, latency, self.critic.model_id,
+                            self.get_clock().now().to_msg())
 
     def _debug_image(self, score: Score) -> Image:
         """The scored frame with the episode's value curve and done state drawn on it."""

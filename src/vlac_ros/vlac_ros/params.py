@@ -86,3 +86,57 @@ def read_dataclass(node, cls: type[T], prefix: str = '', validate: bool = True) 
     config = cls(**values)
     check = getattr(config, 'validate', None)
     return check() if validate and callable(check) else config
+
+
+def params_file_values(path, node_name: str) -> dict[str, Any]:
+    """The dotted parameter values a ROS 2 parameter file gives ``node_name``.
+
+    Sections match as ``ros2 run --params-file`` matches them: ``/**``, ``/**/<node>`` and
+    ``<node>``; later sections win. Nested mappings become dotted names.
+    """
+    import pathlib
+
+    import yaml
+
+    data = yaml.safe_load(pathlib.Path(path).read_text()) or {}
+    values: dict[str, Any] = {}
+
+    def flatten(prefix: str, tree: dict) -> None:
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                flatten(f'{prefix}{key}.', value)
+            else:
+                values[prefix + key] = value
+
+    for section, body in data.items():
+        if section.lstrip('/') in ('**', f'**/{node_name}', node_name) and body:
+            flatten('', body.get('ros__parameters', {}) or {})
+    return values
+
+
+def dataclass_from_values(cls: type[T], values: dict[str, Any], prefix: str = '',
+                          validate: bool = True) -> T:
+    """``cls`` from dotted parameter values (defaults for the rest), as ``read_dataclass``.
+
+    Unknown names raise ValueError, as a node refuses an undeclared parameter.
+    """
+    known = {name for name, _, _ in parameters_of(cls, prefix)}
+    unknown = sorted(k for k in values if k.startswith(prefix) and k not in known)
+    if unknown:
+        raise ValueError(f'unknown parameters for {cls.__name__}: {unknown}')
+    hints = get_type_hints(cls)
+    fields = {}
+    for f in dataclasses.fields(cls):
+        kind, name = hints.get(f.name), prefix + f.name
+        if dataclasses.is_dataclass(kind):
+            fields[f.name] = dataclass_from_values(kind, values, f'{name}.', validate)
+        elif name in values:
+            value = values[name]
+            if isinstance(value, list):
+                value = tuple(value)
+            elif kind is float and isinstance(value, int):
+                value = float(value)
+            fields[f.name] = value
+    config = cls(**fields)
+    check = getattr(config, 'validate', None)
+    return check() if validate and callable(check) else config

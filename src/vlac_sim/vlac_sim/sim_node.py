@@ -40,6 +40,7 @@ from vlac_ros.spin import run_node
 from vlac_interfaces.msg import GroundTruth
 from vlac_interfaces.srv import GetSnapshot, ResetScene
 from vlac_sim import ros_msgs
+from vlac_sim.commands import apply_gripper, apply_twist
 from vlac_sim.config import SimConfig
 from vlac_sim.control import ArmController, CommandRejected
 from vlac_sim.render_worker import RenderWorker, pose_state
@@ -209,10 +210,7 @@ class SimNode(Node):
 
     def on_twist(self, msg: TwistStamped) -> None:
         """Servo: Cartesian velocity of the end effector."""
-        lin, ang = msg.twist.linear, msg.twist.angular
-        self._guard('servo', lambda: self.controller.servo(
-            [lin.x, lin.y, lin.z], [ang.x, ang.y, ang.z], msg.header.frame_id, self.now(),
-            ros_msgs.to_seconds(msg.header.stamp)))
+        self._guard('servo', lambda: apply_twist(self.controller, msg, self.now()))
 
     def on_pose(self, msg: PoseStamped) -> None:
         """Cartesian target pose of the end effector."""
@@ -235,12 +233,7 @@ class SimNode(Node):
 
     def on_gripper(self, msg: Float64MultiArray) -> None:
         """Gripper opening command, metres."""
-        def apply() -> None:
-            if len(msg.data) != 1:
-                raise CommandRejected(f'gripper command needs 1 value (opening, m), got '
-                                      f'{len(msg.data)}')
-            self.controller.gripper(msg.data[0], self.now())
-        self._guard('gripper', apply)
+        self._guard('gripper', lambda: apply_gripper(self.controller, msg, self.now()))
 
     # -- services --------------------------------------------------------------------------
     def on_reset(self, request: ResetScene.Request, response: ResetScene.Response

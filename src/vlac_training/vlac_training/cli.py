@@ -18,6 +18,8 @@ import tyro
 T = TypeVar('T')
 Flat = tyro.conf.OmitArgPrefixes
 """Marker for a nested config whose options carry no prefix: ``Annotated[Config, Flat]``."""
+Positional = tyro.conf.Positional
+"""Marker for a positional argument: ``Annotated[str, Positional]``."""
 
 
 @dataclass
