@@ -23,6 +23,7 @@ PPO. Episodes whose acting policy is more than ``max_staleness`` versions old ar
 
 from __future__ import annotations
 
+import collections
 import csv
 from dataclasses import dataclass, field
 import logging
@@ -43,6 +44,7 @@ from vlac_ros.images import ImageEncodingError, image_to_rgb
 from rl_trainer.ppo import DemoBatch, PPOConfig, PPOTrainer, RolloutBatch
 from rl_trainer.rewards import ProgressRecord, RewardJoinError, RewardOptions, assign_rewards
 from rl_trainer.storage import (
+    DEMONSTRATION_MODE,
     TRANSITIONS_TOPIC,
     CheckpointManager,
     EpisodeStore,
@@ -52,7 +54,6 @@ from rl_trainer.storage import (
 )
 
 LOG = logging.getLogger(__name__)
-DEMONSTRATION_MODE = 3  # vlac_interfaces/action/RunEpisode MODE_DEMONSTRATION
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,10 @@ class LearnerConfig:
         'pending PPO transitions needed before an update'))
     keep_checkpoints: int = field(default=3, metadata=doc('checkpoints kept (newest)'))
     keep_weights: int = field(default=5, metadata=doc('published weight files kept (newest)'))
+    demo_buffer: int = field(default=4096, metadata=doc(
+        'demonstration and intervention transitions kept for the behaviour-cloning term of '
+        "every update (newest kept; the paper's offline demonstration replay); 0: only "
+        'those of the episodes being trained'))
 
     def validate(self) -> 'LearnerConfig':
         """Raise ValueError naming the bad value; return self."""
@@ -82,6 +87,8 @@ class LearnerConfig:
             raise ValueError('work_dir is empty')
         if self.min_transitions < 1:
             raise ValueError(f'min_transitions {self.min_transitions} must be >= 1')
+        if self.demo_buffer < 0:
+            raise ValueError(f'demo_buffer {self.demo_buffer} must be >= 0')
         if self.keep_checkpoints < 1 or self.keep_weights < 1:
             raise ValueError('keep_checkpoints and keep_weights must be >= 1')
         return self
@@ -205,6 +212,8 @@ class Learner:
         self.writer = writer
         self.samples_per_second = 0.0
         self.last_rejected: dict[str, str] = {}
+        self._replay: collections.deque = collections.deque(maxlen=max(1, config.demo_buffer))
+        self._replay_loaded = config.demo_buffer == 0
         latest = self.checkpoints.latest()
         if latest is not None:
             self.state = self.checkpoints.restore(latest, self.policy, self.trainer.optimizer)
@@ -277,8 +286,7 @@ class Learner:
         if not used:
             return None
         rollout = RolloutBatch.concatenate(rollouts) if rollouts else None
-        demo = DemoBatch([o for d in demos for o in d.observations],
-                         [t for d in demos for t in d.tokens]) if demos else None
+        demo = self._demonstrations(demos)
         stats = self.trainer.update(rollout, demo)
         seconds = time.perf_counter() - started
         samples = (len(rollout) if rollout else 0) + (len(demo) if demo else 0)
@@ -307,6 +315,35 @@ class Learner:
             'sha256': artifact[1]})
         self._log(stats)
         return stats
+
+    def _demonstrations(self, fresh: list[DemoBatch]) -> DemoBatch | None:
+        """The BC batch: the replay buffer (older demonstrations) plus the fresh ones.
+
+        On the first update after a start the buffer is refilled from the stored episodes
+        already trained on, so a restart replays what it replayed before.
+        """
+        if self.config.demo_buffer == 0:
+            if not fresh:
+                return None
+            return DemoBatch([o for d in fresh for o in d.observations],
+                             [t for d in fresh for t in d.tokens])
+        if not self._replay_loaded:
+            self._replay_loaded = True
+            for key in self.store.keys():
+                if key not in self.state.consumed_episodes or not self.store.demo_steps(key):
+                    continue
+                try:
+                    old = episode_batches(self.store.load(key), self.reward_options).demo
+                except (RewardJoinError, ValueError) as err:
+                    LOG.warning('stored episode %s not replayed: %s', key, err)
+                    continue
+                if old is not None:
+                    self._replay.extend(zip(old.observations, old.tokens, strict=True))
+        for batch in fresh:
+            self._replay.extend(zip(batch.observations, batch.tokens, strict=True))
+        if not self._replay:
+            return None
+        return DemoBatch([o for o, _ in self._replay], [t for _, t in self._replay])
 
     def _save_checkpoint(self) -> tuple[pathlib.Path, str]:
         """Checkpoint first, then the published weights (versions stay monotonic)."""

@@ -48,6 +48,7 @@ LOG = logging.getLogger(__name__)
 TRANSITIONS_TOPIC = '/transitions'
 PROGRESS_TOPIC = '/progress'
 RESULT_TOPIC = '/episode_result'
+DEMONSTRATION_MODE = 3  # vlac_interfaces/action/RunEpisode MODE_DEMONSTRATION
 _NAME = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.-]*$')
 
 
@@ -109,8 +110,13 @@ class EpisodeStore:
             return key, False
         received_ns = time.time_ns()
         path.parent.mkdir(parents=True, exist_ok=True)
+        transitions = list(transitions)
+        demonstration = result is not None and int(result.mode) == DEMONSTRATION_MODE
+        demo_steps = len(transitions) if demonstration else \
+            sum(bool(t.is_intervention) for t in transitions)
         with BagWriter(path, {'robot_id': robot_id, 'episode_id': episode_id,
-                              'received_ns': received_ns}) as writer:
+                              'received_ns': received_ns,
+                              'demo_steps': demo_steps}) as writer:
             for msg in transitions:
                 writer.write(TRANSITIONS_TOPIC, stamp_ns(msg.action_stamp), msg)
             for msg in progress:
@@ -136,6 +142,14 @@ class EpisodeStore:
             custom = bag_metadata(path)['custom_data']
             self._received[path] = int(custom.get('received_ns', 0))
         return self._received[path]
+
+    def demo_steps(self, key: str) -> int:
+        """Demonstration or intervention transitions of a stored episode (its metadata).
+
+        Episodes stored before this was recorded report -1 (unknown: read the episode).
+        """
+        custom = bag_metadata(self.path_of(key))['custom_data']
+        return int(custom.get('demo_steps', -1))
 
     def pending(self, state: 'TrainerState') -> list[str]:
         """Stored episodes not yet consumed nor rejected by ``state``, oldest first."""

@@ -171,3 +171,26 @@ def test_scoring_frames_through_a_critic():
     assert out.rewards[1] == 0.0 and out.dropped == {'unparseable': 1}
     with pytest.raises(RewardJoinError, match='1 of 4'):
         rewards_from_critic(frames, critic, 'brighten', RewardOptions())
+
+
+@pytest.mark.parametrize('seed', range(20))
+def test_rewards_sum_to_the_progress_over_the_steps_acted(seed):
+    """Random strides, jitter, a critic that began before the first action.
+
+    The rewards add up to each score weighted by its share of [first observation, end].
+    """
+    rng = np.random.default_rng(seed)
+    period, stride = 0.1e9, rng.choice([0.1e9, 0.2e9, 0.3e9, 0.05e9])
+    first = int(1e9 + rng.uniform(0, 0.4e9))  # the policy's first observation
+    stamps = [int(first + k * period + rng.uniform(-5e6, 5e6)) for k in range(30)]
+    end = stamps[-1] + int(period)
+    edges = np.arange(1e9 - rng.uniform(0, 0.2e9), end + 1, stride).astype(np.int64)
+    edges = edges[edges <= end]
+    records = [ProgressRecord(int(a), int(b), float(rng.uniform(-0.1, 0.3)))
+               for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    expected = sum(r.delta * max(0, min(r.stamp_b_ns, end) - max(r.stamp_a_ns, stamps[0]))
+                   / (r.stamp_b_ns - r.stamp_a_ns) for r in records)
+    got = assign_rewards(stamps, records, RewardOptions(stamp_tolerance=0.0,
+                                                        max_uncovered_fraction=1.0),
+                         end_stamp_ns=end).rewards.sum()
+    assert got == pytest.approx(expected, abs=1e-9)

@@ -12,6 +12,9 @@ import signal
 
 import numpy as np
 import pytest
+from rl_trainer.learner import episode_batches
+from rl_trainer.rewards import RewardOptions
+from rl_trainer.storage import EpisodeStore
 import torch
 from vlac_bench.sim_loop import run_episode, start_loop, start_trainer
 from vlac_models.policy.compact import (
@@ -20,6 +23,7 @@ from vlac_models.policy.compact import (
     PolicyConfig,
     save_model_dir,
 )
+from vlac_models.stamps import stamp_ns
 from vlac_ros.bags import bag_metadata, read_messages
 from vlac_ros.qos import LATCHED, TRANSITIONS
 from vlac_sim.record import record_dataset
@@ -98,3 +102,25 @@ def test_episodes_train_ship_and_survive_a_trainer_crash(ros_graph, models, tmp_
         assert steps and steps == list(range(len(steps))) and len(steps) == result.steps
     assert np.isfinite([r.episode_return for r in results]).all()
 
+    # The reward join (live run): every score the trainer stored lies inside the episode's
+    # bounds, and the transitions' rewards sum to the progress over the steps the policy
+    # acted (each score weighted by its share of [first observation, end]) - nothing lost or
+    # counted twice at the seams - which is also the return the runner reported.
+    store = EpisodeStore(work / 'episodes')
+    by_id = {r.episode_id: r for r in results}
+    for key in store.keys():
+        episode = store.load(key)
+        start, end = stamp_ns(episode.result.start_time), stamp_ns(episode.result.end_time)
+        assert episode.progress and all(stamp_ns(s.stamp_a) >= start and
+                                        stamp_ns(s.stamp_b) <= end for s in episode.progress)
+        acted_from = stamp_ns(episode.transitions[0].observation_stamp)
+        expected = sum(
+            s.delta * max(0, min(stamp_ns(s.stamp_b), end) - max(stamp_ns(s.stamp_a),
+                                                                   acted_from))
+            / (stamp_ns(s.stamp_b) - stamp_ns(s.stamp_a)) for s in episode.progress)
+        rewards = episode_batches(episode, RewardOptions(max_uncovered_fraction=1.0)).rollout
+        assert len(rewards.rewards) == len(episode.transitions)
+        tolerance = 0.15 * max(abs(s.delta) for s in episode.progress) + 1e-6  # 20 ms snaps
+        assert abs(rewards.rewards.sum() - expected) <= tolerance, (key, expected)
+        assert rewards.rewards.sum() == pytest.approx(
+            by_id[episode.result.episode_id].episode_return, abs=1e-6)

@@ -96,7 +96,8 @@ class Evaluation:
     first_seed: int = 100_000
     """first evaluation reset seed"""
     greedy: bool = True
-    """also evaluate the most likely actions (the curve itself uses sampled actions)"""
+    """also evaluate the most likely actions before training and at the end of the budget
+    (the curve itself uses sampled actions, as during RL)"""
 
 
 @dataclass(frozen=True)
@@ -549,7 +550,8 @@ def run_one(exp: ExperimentFile, task_name: str, spec: RunSpec, seed: int,
                              evaluation=True) for s in seeds]
         greedy = [robot.run(robot_policy, version, task, s, limit, scorer=None,
                             deterministic=True, evaluation=True)
-                  for s in seeds] if exp.evaluation.greedy else []
+                  for s in seeds] if exp.evaluation.greedy and episodes in (0, exp.episodes) \
+            else []
         history = paths.root / 'episodes.jsonl'
         recent = [json.loads(line) for line in history.read_text().splitlines()
                   [-exp.evaluation.every:]] if history.is_file() else []

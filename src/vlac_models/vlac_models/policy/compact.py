@@ -435,6 +435,14 @@ class CompactPolicy:
         """Encoder, hidden layers, action and value heads (not the BC-only subgoal head)."""
         return [p for name, p in self.net.named_parameters() if not name.startswith('subgoal.')]
 
+    def value_parameters(self) -> list[torch.nn.Parameter]:
+        """The value head alone: what PPO's value warm-up may move.
+
+        The encoder and hidden layers are shared with the action head; regressing values
+        through them would change the behaviour-cloned policy before any policy step.
+        """
+        return list(self.net.value.parameters())
+
     def save_weights(self, path: str | os.PathLike) -> str:
         """Write the weights as safetensors atomically (temp file + rename); return sha256."""
         from safetensors.torch import save

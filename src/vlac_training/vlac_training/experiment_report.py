@@ -1,0 +1,154 @@
+"""Collect experiment runs into docs/results: the learning-curve CSV, one PNG per task, a table.
+
+  vlac_experiment_report config/experiments/press_button.yaml [...] [--out docs/results]
+
+Reads every run's ``eval.csv`` (written by ``vlac_experiment``) and writes:
+
+- ``<out>/learning_curves.csv``: ``task,variant,reward,seed,episodes,success_rate``, one row
+  per evaluation point (sampled actions on the evaluation seeds);
+- ``<out>/<task>.png``: success rate against training episodes, the mean over seeds as a line
+  and the range over seeds shaded, one line per variant/reward;
+- ``<out>/table.md``: per task and run, the seeds, the success before and at the end (mean and
+  spread), the first evaluation point whose mean reaches 80 %, and the wall time per run.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, replace
+import pathlib
+import sys
+from typing import Annotated
+
+import numpy as np
+
+from vlac_training.cli import Positional, run
+from vlac_training.experiment import (
+    CURVE_COLUMNS,
+    NOT_YET_RUN,
+    ExperimentFile,
+    curve_rows,
+    read_eval,
+    run_root,
+)
+
+TARGET = 0.8
+
+
+def curves(rows: list[dict]) -> dict[tuple[str, str, str], dict[int, dict[int, float]]]:
+    """(task, variant, reward) -> seed -> episodes -> success rate."""
+    out: dict = {}
+    for row in rows:
+        key = (row['task'], row['variant'], row['reward'])
+        out.setdefault(key, {}).setdefault(int(row['seed']), {})[int(row['episodes'])] = \
+            float(row['success_rate'])
+    return out
+
+
+def mean_curve(by_seed: dict[int, dict[int, float]]) -> tuple[np.ndarray, np.ndarray,
+                                                              np.ndarray, np.ndarray]:
+    """Episodes reached by every seed, and the mean, min and max success there."""
+    common = sorted(set.intersection(*(set(c) for c in by_seed.values())))
+    values = np.array([[by_seed[s][e] for e in common] for s in sorted(by_seed)])
+    return np.array(common), values.mean(0), values.min(0), values.max(0)
+
+
+def plot(task: str, lines: dict[str, dict[int, dict[int, float]]], path: pathlib.Path
+         ) -> None:
+    """One PNG: a line (mean) and a band (range over seeds) per run."""
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4.2), dpi=110)
+    for label, by_seed in sorted(lines.items()):
+        episodes, mean, low, high = mean_curve(by_seed)
+        if not len(episodes):
+            continue
+        (line,) = axes.plot(episodes, mean, marker='o', markersize=3,
+                            label=f'{label} ({len(by_seed)} seeds)')
+        if len(by_seed) > 1:
+            axes.fill_between(episodes, low, high, color=line.get_color(), alpha=0.15)
+    axes.axhline(TARGET, color='grey', linewidth=0.8, linestyle=':')
+    axes.set_xlabel('training episodes')
+    axes.set_ylabel('success rate (evaluation seeds, sampled actions)')
+    axes.set_ylim(-0.02, 1.02)
+    axes.set_title(f'{task}: mean over seeds, band = range')
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8, loc='best')
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def table(experiments: list[ExperimentFile], rows: list[dict]) -> str:
+    """Markdown table of every run (see the module docstring)."""
+    lines = ['| task | variant | reward | seeds | success before | success at the end '
+             '| first point >= 80 % | wall time per run |',
+             '| --- | --- | --- | --- | --- | --- | --- | --- |']
+    grouped = curves(rows)
+    for exp in experiments:
+        for task in exp.tasks:
+            for spec in exp.runs:
+                key = (task, spec.variant, spec.reward)
+                if spec.variant in NOT_YET_RUN or key not in grouped:
+                    lines.append(f'| {task} | {spec.variant} | {spec.reward} | - | not yet run '
+                                 '| | | |')
+                    continue
+                by_seed = grouped[key]
+                episodes, mean, low, high = mean_curve(by_seed)
+                reached = [int(e) for e, m in zip(episodes, mean, strict=True) if m >= TARGET]
+                walls = [float(r[-1]['wall_s']) for s in by_seed
+                         if (r := read_eval(run_root(exp, task, spec, s) / 'eval.csv'))]
+                lines.append(
+                    f'| {task} | {spec.variant} | {spec.reward} | {len(by_seed)} | '
+                    f'{mean[0]:.2f} | {mean[-1]:.2f} ({low[-1]:.2f}-{high[-1]:.2f}) after '
+                    f'{int(episodes[-1])} | {reached[0] if reached else "not reached"} | '
+                    f'{np.mean(walls) / 60:.0f} min |')
+    return '\n'.join(lines) + '\n'
+
+
+@dataclass
+class ReportArgs:
+    """Write docs/results from the runs of experiment files."""
+
+    experiments: Annotated[tuple[str, ...], Positional]
+    """experiment YAML files"""
+    out: str = 'docs/results'
+    """output folder"""
+    work: str = ''
+    """work folder override (default: each file's)"""
+
+
+def report(args: ReportArgs) -> int:
+    """Collect, plot, tabulate."""
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    experiments = [ExperimentFile.load(path) for path in args.experiments]
+    if args.work:
+        experiments = [replace(exp, work=args.work) for exp in experiments]
+    rows = [row for exp in experiments for row in curve_rows(exp)]
+    with (out / 'learning_curves.csv').open('w', newline='') as handle:
+        writer = csv.DictWriter(handle, fieldnames=CURVE_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    grouped = curves(rows)
+    for task in dict.fromkeys(t for exp in experiments for t in exp.tasks):
+        lines = {f'{v}/{r}': c for (t, v, r), c in grouped.items() if t == task}
+        if lines:
+            plot(task, lines, out / f'{task}.png')
+    text = table(experiments, rows)
+    (out / 'table.md').write_text(text)
+    print(text, end='')
+    print(f'wrote {out / "learning_curves.csv"} ({len(rows)} rows), PNGs and table.md')
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point."""
+    return run('vlac_experiment_report', ReportArgs, report, argv)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
