@@ -26,11 +26,16 @@ def wait_future(future, timeout: float):
     return future.result() if future.done() else None
 
 
+def loop_yaml() -> pathlib.Path:
+    """config/loop.yaml: the loop's parameters, as ``ros2 launch`` passes them."""
+    return pathlib.Path(arm_config_dir()).parent / 'loop.yaml'
+
+
 def start_trainer(graph, policy: pathlib.Path, work: pathlib.Path, **parameters):
-    """trainer_node learning from robot_1, its files under ``work``."""
+    """trainer_node learning from robot_1 (config/loop.yaml), its files under ``work``."""
     return graph.start_node('trainer_node', package='rl_trainer', name='trainer_node',
-                            parameters={'robots': [NAMESPACE], 'settle_time': 1.0,
-                                        'ppo.target_kl': 0.05,  # as config/loop.yaml
+                            params_files=[loop_yaml()],
+                            parameters={'robots': [NAMESPACE],
                                         'learner.work_dir': str(work),
                                         'learner.weights_dir': str(work / 'weights'),
                                         'learner.model_path': str(policy), **parameters})
@@ -50,8 +55,8 @@ def start_loop(graph, critic: pathlib.Path, policy: pathlib.Path, work: pathlib.
                                  'cameras.camera.height': camera,
                                  'cameras.camera.rate_hz': max(rate_hz, 10.0)})
     graph.start_node('vlac_reward_node', package='vlac_reward_node', name='vlac_reward_node',
-                     namespace=NAMESPACE,
-                     parameters={'model_path': str(critic), 'stride': 0.2, 'autostart': True,
+                     namespace=NAMESPACE, params_files=[loop_yaml()],
+                     parameters={'model_path': str(critic), 'autostart': True,
                                  'debug_image': False})
     graph.start_node('vlac_policy_node', package='vlac_policy_node', name='vlac_policy_node',
                      namespace=NAMESPACE, params_files=[arm_config_dir() / arm],
@@ -59,7 +64,7 @@ def start_loop(graph, critic: pathlib.Path, policy: pathlib.Path, work: pathlib.
                                  'weights_dir': str(work / 'weights')})
     trainer_process = start_trainer(graph, policy, work, **(trainer or {}))
     graph.start_node('episode_runner', package='rl_runner', name='episode_runner',
-                     namespace=NAMESPACE,
+                     namespace=NAMESPACE, params_files=[loop_yaml()],
                      parameters={'episodes_dir': str(work / 'robot_episodes')})
     client = ActionClient(graph.node, RunEpisode, f'/{NAMESPACE}/run_episode')
     if not client.wait_for_server(timeout_sec=120.0):

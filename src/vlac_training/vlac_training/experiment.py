@@ -102,15 +102,24 @@ class Evaluation:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One learning curve: a human-in-the-loop variant and a reward."""
+    """One learning curve: a human-in-the-loop variant and a reward (and optional overrides)."""
 
     variant: str = 'none'
     reward: str = 'progress'
+    label: str = ''
+    """names a run with its own trainer overrides (e.g. 'lr3e-5')"""
+    trainer: dict = field(default_factory=dict)
+    """trainer_node parameter overrides of this run, on top of the file's"""
 
     @property
     def name(self) -> str:
-        """Folder and label: ``<variant>-<reward>``."""
-        return f'{self.variant}-{self.reward}'
+        """Folder and label: ``<variant>-<reward>[-<label>]``."""
+        return f'{self.variant}-{self.reward}' + (f'-{self.label}' if self.label else '')
+
+    @property
+    def curve_variant(self) -> str:
+        """The variant column of the learning-curve CSV (the label appended)."""
+        return self.variant + (f' ({self.label})' if self.label else '')
 
 
 @dataclass(frozen=True)
@@ -154,7 +163,11 @@ class ExperimentFile:
             get_task(task)
         if not self.tasks:
             raise ValueError('tasks is empty')
+        if len({run.name for run in self.runs}) != len(self.runs):
+            raise ValueError('two runs share a name: give one a label')
         for run in self.runs:
+            if run.trainer and not run.label:
+                raise ValueError(f'run {run.name} overrides trainer parameters: give it a label')
             if run.variant not in VARIANTS:
                 raise ValueError(f'variant {run.variant!r} not in {VARIANTS}')
             if run.reward not in REWARDS:
@@ -407,6 +420,13 @@ def operator_decision(operator, policy, observation, arm, robot: LockstepRobot, 
                     robot.adapter.gripper_command(action, header))
 
 
+def evaluate_on(robot: LockstepRobot, policy, version: int, task, seeds, limit: float,
+                deterministic: bool = False) -> list[EpisodeOutcome]:
+    """Evaluation episodes of ``policy`` on ``seeds`` (the simulator's success, no critic)."""
+    return [robot.run(policy, version, task, seed, limit, scorer=None,
+                      deterministic=deterministic, evaluation=True) for seed in seeds]
+
+
 # ============================================================================ scorers
 def critic_scorer(critic) -> Callable:
     """The reward node's scoring (``score_frame``) with a loaded critic."""
@@ -487,7 +507,7 @@ def trainer_configs(exp: ExperimentFile, spec: RunSpec, policy_dir: pathlib.Path
     from rl_trainer.trainer_node import TrainerNodeConfig
     from vlac_ros.params import dataclass_from_values
 
-    values = {**loop_values('trainer_node'), **exp.trainer,
+    values = {**loop_values('trainer_node'), **exp.trainer, **spec.trainer,
               'learner.model_path': str(policy_dir), 'learner.work_dir': str(work),
               'learner.weights_dir': '', 'ppo.seed': seed, 'tensorboard': True}
     values['rewards.option'] = 'progress' if spec.reward == 'ground_truth' else spec.reward
@@ -546,12 +566,9 @@ def run_one(exp: ExperimentFile, task_name: str, spec: RunSpec, seed: int,
     def evaluate(episodes: int) -> None:
         seeds = range(exp.evaluation.first_seed, exp.evaluation.first_seed
                       + exp.evaluation.episodes)
-        sampled = [robot.run(robot_policy, version, task, s, limit, scorer=None,
-                             evaluation=True) for s in seeds]
-        greedy = [robot.run(robot_policy, version, task, s, limit, scorer=None,
-                            deterministic=True, evaluation=True)
-                  for s in seeds] if exp.evaluation.greedy and episodes in (0, exp.episodes) \
-            else []
+        sampled = evaluate_on(robot, robot_policy, version, task, seeds, limit)
+        greedy = evaluate_on(robot, robot_policy, version, task, seeds, limit, True) \
+            if exp.evaluation.greedy and episodes in (0, exp.episodes) else []
         history = paths.root / 'episodes.jsonl'
         recent = [json.loads(line) for line in history.read_text().splitlines()
                   [-exp.evaluation.every:]] if history.is_file() else []
@@ -680,7 +697,8 @@ def curve_rows(exp: ExperimentFile) -> list[dict]:
         for spec in exp.runs:
             for seed in exp.seeds:
                 for row in read_eval(run_root(exp, task, spec, seed) / 'eval.csv'):
-                    rows.append({'task': task, 'variant': spec.variant, 'reward': spec.reward,
+                    rows.append({'task': task, 'variant': spec.curve_variant,
+                                 'reward': spec.reward,
                                  'seed': seed, 'episodes': int(row['episodes']),
                                  'success_rate': float(row['success_rate'])})
     return rows

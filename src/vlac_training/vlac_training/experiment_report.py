@@ -91,9 +91,10 @@ def table(experiments: list[ExperimentFile], rows: list[dict]) -> str:
     for exp in experiments:
         for task in exp.tasks:
             for spec in exp.runs:
-                key = (task, spec.variant, spec.reward)
+                key = (task, spec.curve_variant, spec.reward)
                 if spec.variant in NOT_YET_RUN or key not in grouped:
-                    lines.append(f'| {task} | {spec.variant} | {spec.reward} | - | not yet run '
+                    lines.append(f'| {task} | {spec.curve_variant} | {spec.reward} | - | '
+                                 'not yet run '
                                  '| | | |')
                     continue
                 by_seed = grouped[key]
@@ -102,7 +103,7 @@ def table(experiments: list[ExperimentFile], rows: list[dict]) -> str:
                 walls = [float(r[-1]['wall_s']) for s in by_seed
                          if (r := read_eval(run_root(exp, task, spec, s) / 'eval.csv'))]
                 lines.append(
-                    f'| {task} | {spec.variant} | {spec.reward} | {len(by_seed)} | '
+                    f'| {task} | {spec.curve_variant} | {spec.reward} | {len(by_seed)} | '
                     f'{mean[0]:.2f} | {mean[-1]:.2f} ({low[-1]:.2f}-{high[-1]:.2f}) after '
                     f'{int(episodes[-1])} | {reached[0] if reached else "not reached"} | '
                     f'{np.mean(walls) / 60:.0f} min |')
