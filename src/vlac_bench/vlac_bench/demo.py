@@ -40,7 +40,10 @@ def shipped_models(task: str) -> pathlib.Path:
 
 def prepare_models(work: pathlib.Path, task: str, demos: int, say: Callable[[str], None]
                    ) -> tuple[pathlib.Path, pathlib.Path]:
-    """Record ``demos`` demonstrations, train the critic and the BC policy; their folders."""
+    """Record ``demos`` demonstrations, train the critic and the BC policy; their folders.
+
+    Demonstrations go to ``<work>/data``, the models to ``<work>/demo/models``.
+    """
     from vlac_training.experiment import ExperimentFile, prepare
 
     exp = ExperimentFile(name='demo', tasks=(task,), demos=demos, seeds=(0,),
@@ -211,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one linear scrip
         critic, policy = shipped / 'critic', shipped / 'policy'
         say(f'using the shipped critic and starting policy in {shipped} (--fresh trains them)')
     else:
-        critic, policy = prepare_models(work / 'models', args.task, args.demos, say)
+        critic, policy = prepare_models(work, args.task, args.demos, say)
 
     import torch
     from vlac_models.files import sha256_file

@@ -74,7 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     work = pathlib.Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    critic, policy = work / 'critic', work / 'policy'
+    from vlac_bench.demo import shipped_models
+
+    shipped = shipped_models('press_button')
+    critic, policy = shipped / 'critic', shipped / 'policy'
     started = time.monotonic()
 
     def say(text: str) -> None:
@@ -83,9 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     if not (critic / 'config.json').is_file() or not (policy / 'config.json').is_file():
         # In a child process: torch's idle worker threads would otherwise keep a core busy
         # while the benchmarks run.
-        code = ('import pathlib, sys; from vlac_bench.demo import prepare_models; '
-                f'sys.exit(0 if prepare_models(pathlib.Path({str(work)!r}), "press_button", 12, '
-                f'pathlib.Path({str(critic)!r}), pathlib.Path({str(policy)!r}), print) else 1)')
+        models = work / 'demo' / 'models'  # where prepare_models puts them
+        critic, policy = models / 'critic', models / 'policy_press_button_50demos_s0'
+        code = ('import pathlib; from vlac_bench.demo import prepare_models; '
+                f'prepare_models(pathlib.Path({str(work)!r}), "press_button", 50, print)')
         say('training the models the benchmarks use (the demo recipe)')
         if subprocess.run([sys.executable, '-c', code], check=False).returncode != 0:
             return 1
@@ -110,10 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     page = (f'# Benchmarks\n\nWritten by `make bench` (`vlac_bench_report'
             f'{" --quick" if args.quick else ""}`); do not edit by hand.\n\n'
             f'- measured: {when}\n- commit: {commit()}\n- machine: {machine()}\n'
-            f'- models: trained by the demo recipe (`vlac_bench.demo.prepare_models`: 12 '
-            'expert demonstrations of press_button, 96 px camera) under '
-            f'`{args.work}`\n\nEach benchmark prints what it measures and how; the figures '
-            'below are its output, unedited.\n\n' + '\n'.join(sections))
+            f"- models: `{critic}` and `{policy}` (the demo's: 50 expert demonstrations of "
+            'press_button, 96 px camera; models/README.md)\n\nEach benchmark prints what it '
+            'measures and how; the figures below are its output, unedited.\n\n'
+            + '\n'.join(sections))
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page)
