@@ -22,6 +22,7 @@ setup(
     entry_points={
         'console_scripts': [
             'vlac_demo = vlac_bench.demo:main',
+            'vlac_live_curve = vlac_bench.live_curve:main',
             'benchmark_policy = vlac_bench.policy:main',
             'benchmark_vlac_policy = vlac_bench.vlac_policy:main',
             'benchmark_reward = vlac_bench.reward:main',

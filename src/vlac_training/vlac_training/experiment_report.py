@@ -9,7 +9,10 @@ Reads every run's ``eval.csv`` (written by ``vlac_experiment``) and writes:
 - ``<out>/<task>.png``: success rate against training episodes, the mean over seeds as a line
   and the range over seeds shaded, one line per variant/reward;
 - ``<out>/table.md``: per task and run, the seeds, the success before and at the end (mean and
-  spread), the first evaluation point whose mean reaches 80 %, and the wall time per run.
+  spread), the first evaluation point whose mean reaches 80 %, and the wall time per run;
+- ``<out>/live_vs_lockstep.csv`` and ``<out>/<task>_live_vs_lockstep.png``: where
+  ``vlac_live_curve`` ran an experiment's first episodes through the live loop, its
+  evaluation points next to the lock-step run of the same run and seed (column ``path``).
 """
 
 from __future__ import annotations
@@ -110,6 +113,28 @@ def table(experiments: list[ExperimentFile], rows: list[dict]) -> str:
     return '\n'.join(lines) + '\n'
 
 
+def live_rows(experiments: list[ExperimentFile]) -> list[dict]:
+    """Live-loop evaluation points and the lock-step points of the same run and seed."""
+    rows = []
+    for exp in experiments:
+        live_root = pathlib.Path(exp.work) / exp.name / 'live'
+        for spec in exp.runs:
+            for path in sorted((live_root / spec.name).glob('seed*/eval.csv')):
+                seed = int(path.parent.name[4:])
+                live = read_eval(path)
+                horizon = max((int(r['episodes']) for r in live), default=0)
+                for path_name, points in (
+                        ('live loop', live),
+                        ('lock-step', read_eval(run_root(exp, exp.tasks[0], spec, seed)
+                                                / 'eval.csv'))):
+                    rows += [{'path': path_name, 'task': exp.tasks[0],
+                              'variant': spec.curve_variant, 'reward': spec.reward,
+                              'seed': seed, 'episodes': int(r['episodes']),
+                              'success_rate': float(r['success_rate'])}
+                             for r in points if int(r['episodes']) <= max(horizon, 50)]
+    return rows
+
+
 @dataclass
 class ReportArgs:
     """Write docs/results from the runs of experiment files."""
@@ -139,6 +164,19 @@ def report(args: ReportArgs) -> int:
         lines = {f'{v}/{r}': c for (t, v, r), c in grouped.items() if t == task}
         if lines:
             plot(task, lines, out / f'{task}.png')
+    live = live_rows(experiments)
+    if live:
+        with (out / 'live_vs_lockstep.csv').open('w', newline='') as handle:
+            writer = csv.DictWriter(handle, fieldnames=('path', *CURVE_COLUMNS))
+            writer.writeheader()
+            writer.writerows(live)
+        for task in dict.fromkeys(r['task'] for r in live):
+            mine = [r for r in live if r['task'] == task]
+            plot(task, {f'{r["path"]} {r["variant"]}/{r["reward"]} seed {r["seed"]}':
+                        {0: {int(x['episodes']): float(x['success_rate']) for x in mine
+                             if (x['path'], x['variant'], x['reward'], x['seed']) ==
+                             (r['path'], r['variant'], r['reward'], r['seed'])}}
+                        for r in mine}, out / f'{task}_live_vs_lockstep.png')
     text = table(experiments, rows)
     (out / 'table.md').write_text(text)
     print(text, end='')
