@@ -18,14 +18,6 @@ from vlac_policy_node.config import arm_config_dir
 NAMESPACE = 'robot_1'
 
 
-def wait_future(future, timeout: float):
-    """The future's result, or None after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not future.done() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return future.result() if future.done() else None
-
-
 def loop_yaml() -> pathlib.Path:
     """config/loop.yaml: the loop's parameters, as ``ros2 launch`` passes them."""
     return pathlib.Path(arm_config_dir()).parent / 'loop.yaml'
@@ -45,10 +37,6 @@ def start_loop(graph, critic: pathlib.Path, policy: pathlib.Path, work: pathlib.
                task: str, camera: int = 96, rate_hz: float = 10.0,
                trainer: dict[str, Any] | None = None, arm: str = 'sim_panda_servo.yaml'):
     """Start every node of the loop; return (trainer process, RunEpisode action client)."""
-    from rclpy.action import ActionClient
-
-    from vlac_interfaces.action import RunEpisode
-
     (work / 'weights').mkdir(parents=True, exist_ok=True)
     graph.start_node('sim_node', package='vlac_sim', name='sim_node', namespace=NAMESPACE,
                      parameters={'task': task, 'seed': 0, 'cameras.camera.width': camera,
@@ -66,21 +54,62 @@ def start_loop(graph, critic: pathlib.Path, policy: pathlib.Path, work: pathlib.
     graph.start_node('episode_runner', package='rl_runner', name='episode_runner',
                      namespace=NAMESPACE, params_files=[loop_yaml()],
                      parameters={'episodes_dir': str(work / 'robot_episodes')})
-    client = ActionClient(graph.node, RunEpisode, f'/{NAMESPACE}/run_episode')
-    if not client.wait_for_server(timeout_sec=120.0):
+    client = EpisodeClient(graph.context)
+    if not client.wait_for_server(120.0):
         raise RuntimeError('episode_runner did not come up:\n' + graph.logs()[-3000:])
     return trainer_process, client
 
 
-def run_episode(client, task: str, seed: int, max_duration: float, mode: int = 0):
+class EpisodeClient:
+    """The RunEpisode action client on its own node, spun only in the calling thread.
+
+    rclpy's ActionClient registers a goal's future after sending the request; an executor
+    spinning in another thread can take the response in between and drop it ("Ignoring
+    unexpected goal response"): the goal runs, its caller never learns (1 goal in 19 in a
+    demo run). Sending and spinning in one thread closes that window.
+    """
+
+    def __init__(self, context, namespace: str = NAMESPACE) -> None:
+        import os
+
+        from rclpy.action import ActionClient
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.node import Node
+
+        from vlac_interfaces.action import RunEpisode
+
+        self.node = Node(f'episode_client_{os.getpid()}', context=context)
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+        self.client = ActionClient(self.node, RunEpisode, f'/{namespace}/run_episode')
+
+    def wait_for_server(self, timeout: float) -> bool:
+        """Spin until the runner's action server is there (or ``timeout`` s)."""
+        deadline = time.monotonic() + timeout
+        while not self.client.server_is_ready() and time.monotonic() < deadline:
+            self.executor.spin_once(timeout_sec=0.1)
+        return self.client.server_is_ready()
+
+    def complete(self, future, timeout: float):
+        """Spin until ``future`` is done; its result, or None after ``timeout`` s."""
+        self.executor.spin_until_future_complete(future, timeout_sec=timeout)
+        return future.result() if future.done() else None
+
+    def send(self, goal, timeout: float):
+        """The RunEpisode result of ``goal`` (RuntimeError if refused or lost)."""
+        handle = self.complete(self.client.send_goal_async(goal), 60.0)
+        if handle is None or not handle.accepted:
+            raise RuntimeError(f'episode {goal.seed}: goal not accepted')
+        response = self.complete(handle.get_result_async(), timeout)
+        if response is None:
+            raise RuntimeError(f'episode {goal.seed}: no result')
+        return response.result
+
+
+def run_episode(client: EpisodeClient, task: str, seed: int, max_duration: float,
+                mode: int = 0):
     """Run one episode through the runner; return its RunEpisode.Result."""
     from vlac_interfaces.action import RunEpisode
 
     goal = RunEpisode.Goal(task=task, seed=seed, max_duration=max_duration, mode=mode)
-    handle = wait_future(client.send_goal_async(goal), 60.0)
-    if handle is None or not handle.accepted:
-        raise RuntimeError(f'episode {seed}: goal not accepted')
-    response = wait_future(handle.get_result_async(), max_duration + 120.0)
-    if response is None:
-        raise RuntimeError(f'episode {seed}: no result')
-    return response.result
+    return client.send(goal, max_duration + 120.0)
