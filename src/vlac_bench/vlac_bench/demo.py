@@ -129,7 +129,8 @@ def curve_png(results: list, before: float, after: float, path: pathlib.Path) ->
     axes.annotate(f'after: {after:.0%}', (len(results), after), xytext=(-60, 5),
                   textcoords='offset points', color='green')
     axes.set_xlabel('RL episode (live loop)')
-    axes.set_ylim(-0.3, 1.6)
+    axes.set_ylim(min(-0.1, min(returns, default=0.0) - 0.1),
+                  max(1.1, max(returns, default=1.0) + 0.1))
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8, loc='upper left')
     axes.set_title('held-out success (simulator) before and after; training episodes between')

@@ -9,7 +9,9 @@ Reads every run's ``eval.csv`` (written by ``vlac_experiment``) and writes:
 - ``<out>/<task>.png``: success rate against training episodes, the mean over seeds as a line
   and the range over seeds shaded, one line per variant/reward;
 - ``<out>/table.md``: per task and run, the seeds, the success before and at the end (mean and
-  spread), the first evaluation point whose mean reaches 80 %, and the wall time per run;
+  spread), the first evaluation point whose mean reaches 80 %, the wall time per run, and
+  what the training episodes themselves showed: how often the critic declared done, how often
+  the simulator's success held, and the mean return of successful and failed episodes;
 - ``<out>/live_vs_lockstep.csv`` and ``<out>/<task>_live_vs_lockstep.png``: where
   ``vlac_live_curve`` ran an experiment's first episodes through the live loop, its
   evaluation points next to the lock-step run of the same run and seed (column ``path``).
@@ -85,11 +87,31 @@ def plot(task: str, lines: dict[str, dict[int, dict[int, float]]], path: pathlib
     plt.close(figure)
 
 
+def training_columns(exp: ExperimentFile, task: str, spec, seeds) -> str:
+    """Critic done rate / simulator success rate and mean returns over the training episodes."""
+    import json
+
+    episodes = []
+    for seed in seeds:
+        path = run_root(exp, task, spec, seed) / 'episodes.jsonl'
+        if path.is_file():
+            episodes += [json.loads(line) for line in path.read_text().splitlines()]
+    if not episodes:
+        return ' | |'
+    done = np.mean([e['critic_success'] for e in episodes])
+    sim = np.array([e['sim_success'] for e in episodes], bool)
+    returns = np.array([e['return'] for e in episodes])
+    won = f'{returns[sim].mean():.2f}' if sim.any() else '-'
+    lost = f'{returns[~sim].mean():.2f}' if (~sim).any() else '-'
+    return f'{done:.0%} / {sim.mean():.0%} ({len(episodes)}) | {won} / {lost} |'
+
+
 def table(experiments: list[ExperimentFile], rows: list[dict]) -> str:
     """Markdown table of every run (see the module docstring)."""
     lines = ['| task | variant | reward | seeds | success before | success at the end '
-             '| first point >= 80 % | wall time per run |',
-             '| --- | --- | --- | --- | --- | --- | --- | --- |']
+             '| first point >= 80 % | wall time per run | training episodes: critic done / '
+             'simulator success | return: successes / failures |',
+             '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |']
     grouped = curves(rows)
     for exp in experiments:
         for task in exp.tasks:
@@ -97,19 +119,26 @@ def table(experiments: list[ExperimentFile], rows: list[dict]) -> str:
                 key = (task, spec.curve_variant, spec.reward)
                 if spec.variant in NOT_YET_RUN or key not in grouped:
                     lines.append(f'| {task} | {spec.curve_variant} | {spec.reward} | - | '
-                                 'not yet run '
-                                 '| | | |')
+                                 'not yet run | | | | | |')
                     continue
-                by_seed = grouped[key]
+                reached = {s: c for s, c in grouped[key].items() if max(c) >= exp.episodes}
+                partial = {s: max(c) for s, c in grouped[key].items() if s not in reached}
+                note = ''.join(f' (+ seed {s} at {e})' for s, e in partial.items())
+                if not reached:
+                    lines.append(f'| {task} | {spec.curve_variant} | {spec.reward} | 0{note} '
+                                 '| in progress | | | | | |')
+                    continue
+                by_seed = reached
                 episodes, mean, low, high = mean_curve(by_seed)
-                reached = [int(e) for e, m in zip(episodes, mean, strict=True) if m >= TARGET]
+                first = [int(e) for e, m in zip(episodes, mean, strict=True) if m >= TARGET]
                 walls = [float(r[-1]['wall_s']) for s in by_seed
                          if (r := read_eval(run_root(exp, task, spec, s) / 'eval.csv'))]
                 lines.append(
-                    f'| {task} | {spec.curve_variant} | {spec.reward} | {len(by_seed)} | '
+                    f'| {task} | {spec.curve_variant} | {spec.reward} | {len(by_seed)}{note} | '
                     f'{mean[0]:.2f} | {mean[-1]:.2f} ({low[-1]:.2f}-{high[-1]:.2f}) after '
-                    f'{int(episodes[-1])} | {reached[0] if reached else "not reached"} | '
-                    f'{np.mean(walls) / 60:.0f} min |')
+                    f'{int(episodes[-1])} | {first[0] if first else "not reached"} | '
+                    f'{np.mean(walls) / 60:.0f} min | '
+                    + training_columns(exp, task, spec, by_seed))
     return '\n'.join(lines) + '\n'
 
 
@@ -159,9 +188,11 @@ def report(args: ReportArgs) -> int:
         writer = csv.DictWriter(handle, fieldnames=CURVE_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    grouped = curves(rows)
+    budget = {t: exp.episodes for exp in experiments for t in exp.tasks}
+    grouped = {key: {s: c for s, c in by_seed.items() if max(c) >= budget[key[0]]}
+               for key, by_seed in curves(rows).items()}
     for task in dict.fromkeys(t for exp in experiments for t in exp.tasks):
-        lines = {f'{v}/{r}': c for (t, v, r), c in grouped.items() if t == task}
+        lines = {f'{v}/{r}': c for (t, v, r), c in grouped.items() if t == task and c}
         if lines:
             plot(task, lines, out / f'{task}.png')
     live = live_rows(experiments)
