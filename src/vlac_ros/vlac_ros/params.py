@@ -68,6 +68,15 @@ def declare_dataclass(node, cls: type[T], prefix: str = '', overrides: dict | No
     return read_dataclass(node, cls, prefix, validate)
 
 
+def _as_field(kind: Any, value: Any) -> Any:
+    """A parameter value as the dataclass field holds it: lists as tuples, ints as floats."""
+    if isinstance(value, list):
+        return tuple(value)
+    if kind is float and isinstance(value, int):
+        return float(value)
+    return value
+
+
 def read_dataclass(node, cls: type[T], prefix: str = '', validate: bool = True) -> T:
     """Read already declared parameters back into ``cls`` (validated unless told not to)."""
     hints = get_type_hints(cls)
@@ -77,12 +86,7 @@ def read_dataclass(node, cls: type[T], prefix: str = '', validate: bool = True) 
         if dataclasses.is_dataclass(kind):
             values[f.name] = read_dataclass(node, kind, f'{prefix}{f.name}.', validate)
             continue
-        value = node.get_parameter(prefix + f.name).value
-        if isinstance(value, list):
-            value = tuple(value)
-        elif kind is float and isinstance(value, int):
-            value = float(value)
-        values[f.name] = value
+        values[f.name] = _as_field(kind, node.get_parameter(prefix + f.name).value)
     config = cls(**values)
     check = getattr(config, 'validate', None)
     return check() if validate and callable(check) else config
@@ -131,12 +135,7 @@ def dataclass_from_values(cls: type[T], values: dict[str, Any], prefix: str = ''
         if dataclasses.is_dataclass(kind):
             fields[f.name] = dataclass_from_values(kind, values, f'{name}.', validate)
         elif name in values:
-            value = values[name]
-            if isinstance(value, list):
-                value = tuple(value)
-            elif kind is float and isinstance(value, int):
-                value = float(value)
-            fields[f.name] = value
+            fields[f.name] = _as_field(kind, values[name])
     config = cls(**fields)
     check = getattr(config, 'validate', None)
     return check() if validate and callable(check) else config

@@ -291,6 +291,7 @@ class LockstepRobot:
         policy's tokens for the operator's action.
         """
         from rl_runner.results import episode_result
+        from rl_trainer.storage import DEMONSTRATION_MODE
         from std_msgs.msg import Header
         from vlac_models.episodes import Episode
         from vlac_models.policy.base import PolicyObservation
@@ -325,6 +326,7 @@ class LockstepRobot:
         began = self.clock_ns
         for step in range(steps + 1):
             image, joint, pose = self._capture()
+            rgb = image_to_rgb(image)  # one decode for the critic and the policy
             now = self.clock_ns * 1e-9
             progress = task.progress(self.scene, start)
             max_progress = max(max_progress, progress)
@@ -337,7 +339,7 @@ class LockstepRobot:
                 else:
                     success_since = None
             else:
-                frame = Frame(image_to_rgb(image), now, image.header.stamp)
+                frame = Frame(rgb, now, image.header.stamp)
                 truth[now] = (progress, bool(task.success(self.scene, start)))
                 if tracker.wants(frame):
                     started = time.perf_counter()
@@ -354,7 +356,7 @@ class LockstepRobot:
             header = Header(stamp=image.header.stamp, frame_id=self.node.arm.base_frame)
             try:
                 arm = pose_arm_state(joint, pose, self.node.arm)
-                observation = PolicyObservation([image_to_rgb(image)], arm.state_vector(),
+                observation = PolicyObservation([rgb], arm.state_vector(),
                                                 task.instruction)
                 started = time.perf_counter()
                 if operator is None:
@@ -381,14 +383,14 @@ class LockstepRobot:
         sim_success = bool(task.success(self.scene, start))
         if evaluation:
             return EpisodeOutcome(seed, step, reason, False, sim_success, max_progress, 0.0)
-        mode = DEMONSTRATION if operator is not None else AUTONOMOUS
+        mode = DEMONSTRATION_MODE if operator is not None else AUTONOMOUS_MODE
         result = episode_result(episode, ROBOT_ID, task.name, mode, reason, self.clock_ns)
         return EpisodeOutcome(seed, episode.steps, reason, bool(result.success), sim_success,
                               max_progress, float(result.episode_return),
                               (episode.ordered_transitions(), episode.scores, result))
 
 
-AUTONOMOUS, DEMONSTRATION = 0, 3  # vlac_interfaces/action/RunEpisode MODE_*
+AUTONOMOUS_MODE = 0  # vlac_interfaces/action/RunEpisode MODE_AUTONOMOUS
 
 
 def operator_decision(operator, policy, observation, arm, robot: LockstepRobot, header,
@@ -555,13 +557,18 @@ def run_one(exp: ExperimentFile, task_name: str, spec: RunSpec, seed: int,
             handle.write(f'{time.strftime("%H:%M:%S")} {text}\n')
         log(text)
 
-    def ship() -> None:  # the robot loads the learner's newest weights file (hot swap)
+    def ship(stats: dict | None) -> None:
+        """The robot loads the learner's newest weights file (hot swap), as shipped."""
         nonlocal version
-        if learner.version > version:
+        if learner.version <= version:
+            return
+        if stats and stats.get('artifact'):  # the update wrote it
+            path, digest = stats['artifact'], stats['sha256']
+        else:  # a resumed learner: its weights, written once
             path, digest = learner.publish_weights()
-            robot_policy.load_weights(weights_path(f'file://{path}', str(learner.weights_dir)),
-                                      digest)
-            version = learner.version
+        robot_policy.load_weights(weights_path(f'file://{path}', str(learner.weights_dir)),
+                                  digest)
+        version = learner.version
 
     def evaluate(episodes: int) -> None:
         seeds = range(exp.evaluation.first_seed, exp.evaluation.first_seed
@@ -592,8 +599,7 @@ def run_one(exp: ExperimentFile, task_name: str, spec: RunSpec, seed: int,
             + f', mean max progress {row["mean_max_progress"]:.2f}')
 
     try:
-        learner.train_if_ready()  # episodes stored before an interruption, not yet trained
-        ship()
+        ship(learner.train_if_ready())  # episodes stored before an interruption
         if spec.variant == 'demo_replay' and not any(
                 k.split('/', 1)[1].startswith('demo') for k in learner.store.keys()):
             for k in range(exp.demos):
@@ -625,7 +631,7 @@ def run_one(exp: ExperimentFile, task_name: str, spec: RunSpec, seed: int,
             stats = learner.train_if_ready()
             if stats is not None and not stats.get('skipped'):
                 say(learner.summary(stats))
-            ship()
+            ship(stats)
             progress(trained)
             if trained % exp.evaluation.every == 0 and trained not in done_points:
                 evaluate(trained)
