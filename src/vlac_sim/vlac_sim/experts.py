@@ -16,7 +16,7 @@ on simulated time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 import math
 from typing import Callable
 
@@ -39,7 +39,7 @@ from vlac_sim.scene import (
 )
 from vlac_sim.tasks import TASKS, Task, get_task, reset_scene
 
-BEHAVIOURS = ('expert', 'random', 'stalled', 'reversed')
+BEHAVIOURS = ('expert', 'random', 'stalled', 'reversed', 'missed')
 
 MAX_SPEED = 0.25  # m/s, end-effector speed limit of the scripted operator
 SLOW_SPEED = 0.1  # m/s, for the last centimetres before contact
@@ -57,6 +57,9 @@ PUSH_SPEED = 0.07  # m/s, slow enough for the sideways correction to keep up
 SETTLE_AFTER_SUCCESS = 0.5  # s success must hold before an expert episode ends
 # Where the 'reversed' operator may set a cube down, base frame, metres.
 _FAR_X = (0.36, 0.64)
+MISS_RADIUS = {'press_button': (0.04, 0.08)}
+"""How far (m, uniform) the 'missed' operator's goal lies from the right one, per task."""
+MISS_RADIUS_DEFAULT = (0.07, 0.10)  # a cube centre 7 cm off the pad's centre is off the pad
 _FAR_Y = (-0.24, 0.24)
 # Soft box the 'random' operator wanders in; its floor keeps it above the objects.
 _RANDOM_BOX_MIN = np.array([0.32, -0.25, 0.07])
@@ -258,6 +261,8 @@ class ScriptedExpert:
             return self._act_random(obs)
         if self.behaviour == 'stalled':
             return self._act_stalled(obs)
+        if self.behaviour == 'missed':
+            obs = self._missed_goal(obs)
         if self.task_name == 'press_button':
             return self._press(obs, reversed_=self.behaviour == 'reversed')
         if self.task_name == 'push_red':
@@ -489,6 +494,31 @@ class ScriptedExpert:
             self._gripper = float(self.rng.uniform(0.0, MAX_GRIPPER_WIDTH))
             self._next_gripper_change = obs.time + float(self.rng.uniform(0.5, 2.0))
         return ExpertCommand(velocity, _steer(obs.ee_orientation), self._gripper)
+
+    def _missed_goal(self, obs: ExpertObservation) -> ExpertObservation:
+        """The observation with the goal moved a few centimetres: the expert's motions, wrong place.
+
+        A near miss, the failure a learned policy makes most (it presses the table beside the
+        button, sets the cube down beside the pad): the critic must not call it done. The goal
+        (button, pad, or the cube to stack on) is shifted by a random horizontal offset of
+        ``MISS_RADIUS`` (chosen once per episode; a push stops short of the pad); a missed
+        button press ends on the table.
+        """
+        goal = {'press_button': 'yellow_button', 'stack_red_on_blue': 'blue_cube'}.get(
+            self.task_name, 'green_pad')
+        if 'miss' not in self._memory:
+            low, high = MISS_RADIUS.get(self.task_name, MISS_RADIUS_DEFAULT)
+            angle = self.rng.uniform(-np.pi, np.pi)
+            if self.task_name == 'push_red':  # stop short: the cube never crosses the pad
+                lane = obs.objects['red_cube'][:2] - obs.objects[goal][:2]
+                angle = math.atan2(lane[1], lane[0])
+            drop = -BUTTON_HALF[2] if goal == 'yellow_button' else 0.0
+            self._memory['miss'] = np.array([*(self.rng.uniform(low, high)
+                                               * np.array([np.cos(angle), np.sin(angle)])),
+                                             drop])
+        objects = dict(obs.objects)
+        objects[goal] = objects[goal] + self._memory['miss']
+        return replace(obs, objects=objects)
 
     def _act_stalled(self, obs: ExpertObservation) -> ExpertCommand:
         """Start toward the object, stop a part of the way there and stay."""
