@@ -16,10 +16,16 @@ setup(
     zip_safe=True,
     maintainer='VLAC stack maintainers',
     maintainer_email='vlac-maintainers@example.org',
-    description='Placeholder for human-in-the-loop teleoperation (no code yet).',
+    description='Human in the loop for the VLAC RL loop: teleop devices, takeover, help '
+                'requests and return points.',
     license='Apache-2.0',
     tests_require=['pytest'],
     entry_points={
-        'console_scripts': [],
+        'console_scripts': [
+            'teleop_node = hitl_teleop.teleop_node:main',
+            'teleop_keyboard = hitl_teleop.keyboard:main',
+            'return_points = hitl_teleop.return_points:main',
+            'return_point_server = hitl_teleop.return_point_node:main',
+        ],
     },
 )

@@ -24,6 +24,7 @@ setup(
             'sim_node = vlac_sim.sim_node:main',
             'expert_teleop = vlac_sim.expert_node:main',
             'record_dataset = vlac_sim.record:main',
+            'sim_operator = vlac_sim.sim_operator_node:main',
         ],
     },
 )

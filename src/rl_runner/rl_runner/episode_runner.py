@@ -2,19 +2,26 @@
 
 For each goal (vlac_interfaces/action/RunEpisode) it:
   1. resets the scene: the simulator's ``sim/reset`` service (task, seed, optional snapshot
-     for return-and-explore), or on a real arm waits for the operator's ready signal
-     (``operator/ready``, std_msgs/Bool true) up to ``ready_timeout``;
-  2. publishes the episode id (``episode``) and the task sentence (``task``), both latched:
+     for return-and-explore: the goal's ``reset_state``, or when it is empty the next return
+     point of ``return_point_service``), or on a real arm waits for the operator's ready
+     signal (``operator/ready``, std_msgs/Bool true) up to ``ready_timeout``;
+  2. publishes the episode's mode (``episode_mode``: 'autonomous', 'return_and_explore',
+     'human_guided' or 'demonstration'), id (``episode``) and task sentence (``task``), all
+     latched:
      the critic starts a new episode and the policy node tags its transitions; it waits for
      the critic's first score of the new task (up to ``service_timeout``) before starting;
   3. starts recording the episode as a rosbag2 folder (MCAP) in
      ``<episodes_dir>/<robot_id>/<episode_id>/``: cameras, joint states, end-effector pose,
      transitions (actions, tokens, policy version, intervention flags), progress rewards and
      the episode result;
-  4. activates the policy node (lifecycle; configures it first if needed) except in
-     demonstration mode, where the operator drives;
+  4. activates the policy node (lifecycle; configures it first if needed): it runs the
+     policy, or the operator's actions while the teleop node says the operator drives (in a
+     demonstration only those); records operator takeovers (``intervention/active``), help
+     requests (``help_request``) and, in the simulator, a snapshot every ``snapshot_period``
+     (``sim/snapshot`` as std_msgs/String JSON) from which return points are picked later;
   5. ends on the critic's done (ProgressReward.done), the time limit, an operator stop
-     (``operator/stop``, std_msgs/Bool true) or a cancelled goal;
+     (``operator/stop``), the operator's verdict (``operator/success``,
+     ``operator/failure``; std_msgs/Bool true) or a cancelled goal;
   6. deactivates the policy node (it holds the arm), waits ``rest_time`` for the arm to come to
      rest, publishes the vlac_interfaces/EpisodeResult on ``episode_results`` (reliable,
      transient local for late trainers) and closes the bag atomically.
@@ -53,8 +60,14 @@ from vlac_ros.spin import run_node
 
 from rl_runner.results import episode_result
 from vlac_interfaces.action import RunEpisode
-from vlac_interfaces.msg import EpisodeResult, ProgressReward, Transition
-from vlac_interfaces.srv import ResetScene
+from vlac_interfaces.msg import EpisodeResult, HelpRequest, ProgressReward, Transition
+from vlac_interfaces.srv import GetReturnPoint, GetSnapshot, ResetScene
+
+MODE_NAMES = {RunEpisode.Goal.MODE_AUTONOMOUS: 'autonomous',
+              RunEpisode.Goal.MODE_RETURN_AND_EXPLORE: 'return_and_explore',
+              RunEpisode.Goal.MODE_HUMAN_GUIDED: 'human_guided',
+              RunEpisode.Goal.MODE_DEMONSTRATION: 'demonstration'}
+"""``episode_mode`` values, by RunEpisode mode."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +91,14 @@ class RunnerConfig:
         'wait after deactivating the policy for the arm to come to rest, s'))
     service_timeout: float = field(default=30.0, metadata=doc(
         'longest wait for a service (reset, lifecycle), s'))
+    snapshot_service: str = field(default='sim/snapshot', metadata=doc(
+        'vlac_interfaces/GetSnapshot service recorded during episodes (return points); '
+        'empty: none (real arm)'))
+    snapshot_period: float = field(default=0.5, metadata=doc(
+        's between two recorded snapshots'))
+    return_point_service: str = field(default='return_points/next', metadata=doc(
+        'vlac_interfaces/GetReturnPoint service asked for a start state when a '
+        "return-and-explore goal brings none; empty: the task's own reset"))
 
     def validate(self) -> 'RunnerConfig':
         """Raise ValueError naming the bad value; return self."""
@@ -90,6 +111,8 @@ class RunnerConfig:
                 raise ValueError(f'{name} must be > 0, got {getattr(self, name)}')
         if self.rest_time < 0.0:
             raise ValueError(f'rest_time must be >= 0, got {self.rest_time}')
+        if not 0.05 <= self.snapshot_period <= 60.0:
+            raise ValueError(f'snapshot_period {self.snapshot_period} s outside 0.05..60')
         return self
 
 
@@ -105,6 +128,11 @@ class EpisodeStatus:
     published_ns: int = 0
     """When it was published: the critic's first pair after it means the critic took it."""
     critic_ready: threading.Event = field(default_factory=threading.Event)
+    verdict: str = ''
+    """The operator's: 'operator_success' or 'operator_failure' (empty: none yet)."""
+    help_requests: int = 0
+    takeovers: int = 0
+    operator_active: bool = False
 
 
 class EpisodeAborted(RuntimeError):
@@ -126,11 +154,13 @@ class EpisodeRunner(Node):
         self._status = EpisodeStatus()
         self._ready = threading.Event()
         self._stop = threading.Event()
+        self._verdict = threading.Event()
         self._busy = False
         io = MutuallyExclusiveCallbackGroup()  # recording and signals, one at a time
         self._client_group = ReentrantCallbackGroup()
         self.task_pub = self.create_publisher(String, 'task', LATCHED)
         self.episode_pub = self.create_publisher(String, 'episode', LATCHED)
+        self.mode_pub = self.create_publisher(String, 'episode_mode', LATCHED)
         self.result_pub = self.create_publisher(EpisodeResult, 'episode_results', RESULTS)
         for topic in cfg.image_topics:
             self.create_subscription(Image, topic, lambda m, t=topic: self._record(t, m),
@@ -148,6 +178,20 @@ class EpisodeRunner(Node):
                                  callback_group=io)
         self.create_subscription(Bool, 'operator/stop', self._on_stop, RELIABLE,
                                  callback_group=io)
+        for verdict in ('success', 'failure'):
+            self.create_subscription(Bool, f'operator/{verdict}',
+                                     lambda m, v=verdict: self._on_verdict(v, m), RELIABLE,
+                                     callback_group=io)
+        self.create_subscription(Bool, 'intervention/active', self._on_intervention, LATCHED,
+                                 callback_group=io)
+        self.create_subscription(HelpRequest, 'help_request', self._on_help, RELIABLE,
+                                 callback_group=io)
+        self.snapshot_client = self.create_client(GetSnapshot, cfg.snapshot_service,
+                                                  callback_group=self._client_group) \
+            if cfg.snapshot_service else None
+        self.return_client = self.create_client(GetReturnPoint, cfg.return_point_service,
+                                                 callback_group=self._client_group) \
+            if cfg.return_point_service else None
         self.reset_client = self.create_client(ResetScene, cfg.reset_service,
                                                callback_group=self._client_group) \
             if cfg.reset_service else None
@@ -193,6 +237,67 @@ class EpisodeRunner(Node):
     def _on_stop(self, msg: Bool) -> None:
         if msg.data:
             self._stop.set()
+
+    def _on_verdict(self, verdict: str, msg: Bool) -> None:
+        if not msg.data:
+            return
+        with self._lock:
+            if self._episode is None or self._status.verdict:
+                return
+            self._status.verdict = f'operator_{verdict}'
+        self._verdict.set()
+
+    def _on_intervention(self, msg: Bool) -> None:
+        with self._lock:
+            status = self._status
+            if self._episode is not None and msg.data and not status.operator_active:
+                status.takeovers += 1
+            status.operator_active = bool(msg.data)
+            if self._bag is not None:
+                self._bag.write(self.resolve_topic_name('intervention/active'),
+                                self.get_clock().now().nanoseconds, msg)
+
+    def _on_help(self, msg: HelpRequest) -> None:
+        with self._lock:
+            if self._episode is None:
+                return
+            self._status.help_requests += 1
+        self._record('help_request', msg)
+
+    def _snapshot(self, bag: BagWriter) -> None:
+        """Record the simulator's state now (best effort: a slow simulator skips one)."""
+        if self.snapshot_client is None or not self.snapshot_client.service_is_ready():
+            return
+        future = self.snapshot_client.call_async(GetSnapshot.Request())
+        done = threading.Event()
+        future.add_done_callback(lambda _: done.set())
+        if not done.wait(min(1.0, self.config.service_timeout)) or future.result() is None:
+            return
+        response = future.result()
+        if response.success:
+            with self._lock:
+                if self._bag is bag:
+                    bag.write(self.resolve_topic_name('sim/snapshot'),
+                              self.get_clock().now().nanoseconds,
+                              String(data=bytes(response.snapshot).decode()))
+
+    def _return_point(self, goal: RunEpisode.Goal) -> bytes:
+        """The start state of a return-and-explore episode (empty: the task's own reset)."""
+        if len(goal.reset_state) or self.return_client is None:
+            return bytes(goal.reset_state)
+        if not self.return_client.wait_for_service(timeout_sec=1.0):
+            self.get_logger().warning(f'no return point service {self.return_client.srv_name}:'
+                                      " the task's own reset")
+            return b''
+        response = self._call(self.return_client, GetReturnPoint.Request(task=goal.task),
+                              'return point')
+        if not response.success:
+            self.get_logger().warning(f'no return point for {goal.task!r} '
+                                      f"({response.message}): the task's own reset")
+            return b''
+        self.get_logger().info(f'return point from episode {response.episode_id} '
+                               f'({response.reason}, progress {response.progress:.2f})')
+        return bytes(response.snapshot)
 
     # -- action server -----------------------------------------------------------------------
     def _on_goal(self, goal: RunEpisode.Goal) -> GoalResponse:
@@ -257,8 +362,10 @@ class EpisodeRunner(Node):
             if not self._ready.wait(self.config.ready_timeout):
                 raise EpisodeAborted('operator not ready within ready_timeout')
             return goal.task
+        snapshot = self._return_point(goal) \
+            if goal.mode == RunEpisode.Goal.MODE_RETURN_AND_EXPLORE else bytes(goal.reset_state)
         response = self._call(self.reset_client, ResetScene.Request(
-            task=goal.task, seed=goal.seed, snapshot=bytes(goal.reset_state)), 'reset')
+            task=goal.task, seed=goal.seed, snapshot=snapshot), 'reset')
         if not response.success:
             raise EpisodeAborted(f'reset failed: {response.message}')
         return response.instruction or goal.task
@@ -271,17 +378,20 @@ class EpisodeRunner(Node):
         result = RunEpisode.Result(episode_id=episode_id)
         episode, status = Episode(episode_id), EpisodeStatus()
         reason = 'aborted'
-        autonomous = goal.mode != RunEpisode.Goal.MODE_DEMONSTRATION
+        activated = False
         try:
             self._wait_for_critic()
             instruction = self._reset(goal)
             self._stop.clear()
+            self._verdict.clear()
             bag = BagWriter(self.root / episode_id, {
                 'robot_id': self.robot_id, 'episode_id': episode_id, 'task': goal.task,
                 'instruction': instruction, 'mode': goal.mode, 'seed': goal.seed})
             with self._lock:
+                status.operator_active = self._status.operator_active
                 self._bag, self._episode, self._status = bag, episode, status
                 status.task, status.published_ns = instruction, self.get_clock().now().nanoseconds
+            self.mode_pub.publish(String(data=MODE_NAMES.get(goal.mode, 'autonomous')))
             self.episode_pub.publish(String(data=episode_id))
             self.task_pub.publish(String(data=instruction))
             # The critic scores the new episode (its first pair after the task): it and the
@@ -294,11 +404,12 @@ class EpisodeRunner(Node):
                 episode.start(self.get_clock().now().nanoseconds)
                 bag.write(self.resolve_topic_name('task'), episode.start_ns,
                           String(data=instruction))
-            if autonomous:
-                self._activate_policy()
+            self._activate_policy()  # it runs the operator's actions in a demonstration
+            activated = True
             self.get_logger().info(f'episode {episode_id}: {instruction!r}, mode {goal.mode}, '
                                    f'limit {limit:.1f} s')
-            started = time.monotonic()
+            started = last_snapshot = time.monotonic()
+            self._snapshot(bag)
             reason = 'timeout'
             while time.monotonic() - started < limit:
                 if status.done.wait(0.1):
@@ -307,6 +418,12 @@ class EpisodeRunner(Node):
                 if self._stop.is_set():
                     reason = 'operator_stop'
                     break
+                if self._verdict.is_set():
+                    reason = status.verdict
+                    break
+                if time.monotonic() - last_snapshot >= cfg.snapshot_period:
+                    last_snapshot = time.monotonic()
+                    self._snapshot(bag)
                 if goal_handle.is_cancel_requested:
                     reason = 'cancelled'
                     break
@@ -319,10 +436,10 @@ class EpisodeRunner(Node):
             self.get_logger().error(f'episode {episode_id} aborted: {err}')
             reason = f'aborted: {err}'
         finally:
-            if autonomous:
+            if activated:
                 self._deactivate_policy()
             time.sleep(cfg.rest_time)
-            result = self._finish(episode, reason, goal, result)
+            result = self._finish(episode, status, reason, goal, result)
             with self._lock:
                 self._busy = False
         if reason == 'cancelled':
@@ -333,14 +450,17 @@ class EpisodeRunner(Node):
             goal_handle.succeed()
         return result
 
-    def _finish(self, episode: Episode, reason: str, goal, result) -> RunEpisode.Result:
+    def _finish(self, episode: Episode, status: EpisodeStatus, reason: str, goal,
+                result) -> RunEpisode.Result:
         now = self.get_clock().now().nanoseconds
         with self._lock:
             if episode.start_ns is None:  # aborted before it started: empty bounds
                 episode.start(now)
             episode.end(now)
             bag, self._bag, self._episode = self._bag, None, None
-        message = episode_result(episode, self.robot_id, goal.task, goal.mode, reason, now)
+        message = episode_result(episode, self.robot_id, goal.task, goal.mode, reason, now,
+                                 help_requests=status.help_requests,
+                                 takeovers=status.takeovers)
         if bag is not None:
             bag.set_custom_data('success', str(message.success))
             bag.set_custom_data('termination_reason', reason)
@@ -349,7 +469,8 @@ class EpisodeRunner(Node):
         self.result_pub.publish(message)
         self.get_logger().info(
             f'episode {message.episode_id}: {reason}, {message.steps} steps, return '
-            f'{message.episode_return:.3f}, {message.intervention_count} interventions'
+            f'{message.episode_return:.3f}, {message.intervention_count} intervention steps, '
+            f'{message.takeovers} takeovers, {message.help_requests} help requests'
             + (f', bag {message.bag_path}' if message.bag_path else ''))
         result.success, result.episode_return = message.success, message.episode_return
         result.steps, result.intervention_count = message.steps, message.intervention_count

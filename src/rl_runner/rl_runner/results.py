@@ -3,7 +3,8 @@
 The episode runner and the lock-step experiment runner (``vlac_training.experiment``) both end
 an episode with ``episode_result``, so success, return and bounds mean the same on both paths:
 
-- ``success``: the episode ended on the critic's (debounced) done;
+- ``success``: the episode ended on the critic's (debounced) done, or the operator declared
+  it a success (``operator_success``);
 - ``episode_return``: the progress over the steps the policy acted, joined to the transitions
   by the trainer's own rule (``rl_trainer.rewards.assign_rewards``, option ``progress``):
   exactly the sum of the per-transition progress rewards the trainer will compute. Scores of
@@ -37,15 +38,19 @@ def acted_return(episode: Episode) -> float:
     return float(assignment.rewards.sum())
 
 
+SUCCESS_REASONS = ('done', 'operator_success')
+
+
 def episode_result(episode: Episode, robot_id: str, task: str, mode: int, reason: str,
-                   now_ns: int) -> EpisodeResult:
+                   now_ns: int, help_requests: int = 0, takeovers: int = 0) -> EpisodeResult:
     """The result message of an ended episode (its bounds set)."""
     first, last = episode.versions
     return EpisodeResult(
         header=Header(stamp=time_from_ns(now_ns)), robot_id=robot_id,
         episode_id=episode.episode_id, task=task, mode=mode,
-        success=reason == 'done', episode_return=acted_return(episode),
+        success=reason in SUCCESS_REASONS, episode_return=acted_return(episode),
         steps=episode.steps, intervention_count=episode.interventions,
+        help_requests=help_requests, takeovers=takeovers,
         policy_version_start=first, policy_version_end=last,
         termination_reason=reason, start_time=time_from_ns(episode.start_ns),
         end_time=time_from_ns(episode.end_ns))

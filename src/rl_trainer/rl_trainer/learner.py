@@ -167,6 +167,9 @@ def episode_batches(episode: StoredEpisode, options: RewardOptions, task: str = 
     info = {'return': float(np.sum(assignment.rewards)), 'length': len(transitions),
             'success': bool(success), 'interventions': int(interventions.sum()),
             'policy_version': int(max(t.policy_version for t in transitions)),
+            'demonstration': demonstration,
+            'help_requests': int(getattr(result, 'help_requests', 0)) if result else 0,
+            'takeovers': int(getattr(result, 'takeovers', 0)) if result else 0,
             'reward_mean': float(np.mean(assignment.rewards)),
             'reward_std': float(np.std(assignment.rewards))}
     return EpisodeBatches(rollout, demo, info)
@@ -248,6 +251,10 @@ class Learner:
         self.writer.add_scalar('episode/length', float(result.steps), n)
         self.writer.add_scalar('episode/intervention_rate',
                                float(result.intervention_count) / max(1, result.steps), n)
+        self.writer.add_scalar('episode/help_requests', float(result.help_requests), n)
+        self.writer.add_scalar('episode/takeovers', float(result.takeovers), n)
+        self.writer.add_scalar('episode/demonstration',
+                               float(int(result.mode) == DEMONSTRATION_MODE), n)
 
     def pending(self) -> list[str]:
         """Stored episodes not trained on yet (oldest first)."""
@@ -301,12 +308,16 @@ class Learner:
         artifact = self._save_checkpoint()
         stats.update({
             'train/episodes': len(used), 'train/samples': samples,
+            'train/bc_samples': len(demo) if demo else 0,
+            'train/demonstrations': int(sum(i['demonstration'] for i in infos)),
             'train/samples_per_second': self.samples_per_second, 'train/seconds': seconds,
             'episode/return_mean': float(np.mean([i['return'] for i in infos])),
             'episode/success_rate': float(np.mean([i['success'] for i in infos])),
             'episode/length_mean': float(np.mean([i['length'] for i in infos])),
             'episode/intervention_rate': float(np.sum([i['interventions'] for i in infos])
                                                / max(1, sum(i['length'] for i in infos))),
+            'episode/help_requests_mean': float(np.mean([i['help_requests'] for i in infos])),
+            'episode/takeovers_mean': float(np.mean([i['takeovers'] for i in infos])),
             'rewards/mean': float(np.mean([i['reward_mean'] for i in infos])),
             'rewards/std': float(np.mean([i['reward_std'] for i in infos])),
             'data/staleness_mean': float(np.mean([self.version - 1 - i['policy_version']
@@ -387,8 +398,9 @@ class Learner:
             return float(stats.get(key, float('nan')))
 
         return (f'update {self.state.update_count} -> v{self.version}: '
-                f'{int(get("train/episodes"))} episodes, {int(get("train/samples"))} samples, '
-                f'return {get("episode/return_mean"):.3f}, success '
+                f'{int(get("train/episodes"))} episodes, {int(get("train/samples"))} samples '
+                f'({int(stats.get("train/bc_samples", 0))} behaviour-cloning), return '
+                f'{get("episode/return_mean"):.3f}, success '
                 f'{get("episode/success_rate"):.2f}, policy loss '
                 f'{get("losses/policy_loss"):.4f}, value loss {get("losses/value_loss"):.4f}, '
                 f'entropy {get("losses/entropy"):.3f}, kl {get("losses/approx_kl"):.4f}, '

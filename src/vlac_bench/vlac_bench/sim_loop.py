@@ -4,7 +4,9 @@ Used by ``vlac_demo`` (the newcomer's one-command loop), ``benchmark_trainer`` a
 integration test; on a ROS machine ``ros2 launch vlac_bringup sim_loop.launch.py`` starts the
 same nodes. ``start_loop`` starts sim_node, vlac_reward_node, vlac_policy_node, trainer_node
 and episode_runner (robot namespace ``robot_1``) in a ``vlac_testing.RosGraph``;
-``run_episode`` sends one RunEpisode goal and waits for its result.
+``run_episode`` sends one RunEpisode goal and waits for its result. ``start_hitl`` adds the
+human in the loop: teleop_node, the simulated operator publishing a device's Joy messages and
+the return point server fed by the robot's recorded episodes.
 """
 
 from __future__ import annotations
@@ -104,6 +106,25 @@ class EpisodeClient:
         if response is None:
             raise RuntimeError(f'episode {goal.seed}: no result')
         return response.result
+
+
+def start_hitl(graph, work: pathlib.Path, device: str = 'xbox', scan_period: float = 5.0,
+               help_config: str = 'help', **operator: Any) -> None:
+    """teleop_node, sim_operator (``operator`` parameters) and return_point_server.
+
+    The operator's Joy messages take the path a person's gamepad takes; the return points come
+    from the episodes the runner records under ``work/robot_episodes``.
+    """
+    graph.start_node('teleop_node', package='hitl_teleop', name='teleop_node',
+                     namespace=NAMESPACE, parameters={'device': device, 'bell': False,
+                                                      'help_config': help_config})
+    graph.start_node('sim_operator', package='vlac_sim', name='sim_operator',
+                     namespace=NAMESPACE, parameters={'device': device, **operator})
+    graph.start_node('return_point_server', package='hitl_teleop', name='return_point_server',
+                     namespace=NAMESPACE,
+                     parameters={'store': str(work / 'return_points'),
+                                 'episodes_dir': str(work / 'robot_episodes'),
+                                 'scan_period': scan_period, 'help_config': help_config})
 
 
 def run_episode(client: EpisodeClient, task: str, seed: int, max_duration: float,

@@ -146,6 +146,9 @@ class PolicyNodeConfig:
         'carry the images inline in transitions (false: references into the recording)'))
     autostart: bool = field(default=False, metadata=doc(
         'configure and activate at start-up (no lifecycle manager needed)'))
+    intervention_timeout: float = field(default=0.3, metadata=doc(
+        'while the operator drives (intervention/active), an operator action older than '
+        'this (s) holds the arm'))
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     arm: ArmConfig = field(default_factory=ArmConfig)
 
@@ -165,6 +168,9 @@ class PolicyNodeConfig:
             raise ValueError('image_topics must list at least one camera topic')
         if not self.joint_state_topic:
             raise ValueError('joint_state_topic is empty')
+        if not 0.0 < self.intervention_timeout <= 10.0:
+            raise ValueError(f'intervention_timeout {self.intervention_timeout} s outside '
+                             '(0, 10]')
         self.safety.validate()
         self.arm.validate()
         return self

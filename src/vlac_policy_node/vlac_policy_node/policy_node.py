@@ -8,7 +8,9 @@ Topics (relative to the node's namespace; the arm topics come from ``arm.*``):
   in   <image_topics> (sensor_msgs/Image), joint_states, ee_pose (or forward kinematics),
        robot_description (std_msgs/String, latched; joint-space adapters), task and episode
        (std_msgs/String, latched), estop (std_msgs/Bool, latched), policy_version
-       (vlac_interfaces/PolicyVersion, latched)
+       (vlac_interfaces/PolicyVersion, latched), intervention/active (std_msgs/Bool,
+       latched) and intervention/action (vlac_interfaces/DeltaAction) from the teleop node,
+       episode_mode (std_msgs/String, latched; 'demonstration': the operator alone drives)
   out  <arm.command_topic>, <arm.gripper_topic> (unless dry_run), ~/action_preview
        (vlac_interfaces/DeltaAction), transitions (vlac_interfaces/Transition, one per control
        step; transient local, the last 1000 kept for a restarting trainer), /diagnostics
@@ -19,6 +21,14 @@ Safety: an observation older than ``safety.max_observation_age`` (or a state not
 image stamp), a NaN/unparseable action, an IK failure, a missing task or an engaged e-stop holds
 the arm (servo: a zero twist every period; other adapters: no new target) and logs why. The
 e-stop latches: after ``estop`` goes false, motion resumes only after ``~/release_estop``.
+
+Interventions: while ``intervention/active`` is true the node executes the operator's newest
+action (``intervention/action``, at most ``intervention_timeout`` old, else it holds) instead of
+the policy's, through the same safety limits, adapter, e-stop and dry-run, and publishes its
+Transition with ``is_intervention`` true and the policy's tokens (``tokens_for``), log-prob
+and value for the executed action. The switch happens at the next control step, both ways.
+In a demonstration episode (``episode_mode`` 'demonstration') the policy never acts: the arm
+holds whenever the operator does not drive.
 
 Hot swap: a PolicyVersion whose artifact is a safetensors file inside ``weights_dir`` with a
 matching sha256 is loaded into a standby copy of the policy off the control thread; the control
@@ -60,8 +70,10 @@ from vlac_policy_node.step import (
     Hold,
     arm_gripper,
     decide,
+    decide_operator,
     delta_msg,
     joint_map,
+    operator_action,
     pose_arm_state,
     transition_msg,
 )
@@ -111,6 +123,10 @@ class PolicyNode(LifecycleNode):
         self.step = 0
         self.estop_engaged = False
         self._estop_signal = False
+        self.operator_active = False
+        self.episode_mode = ''
+        self._operator_action = None  # (DeltaAction, monotonic receive time)
+        self.interventions = 0
         self._pending = None  # (policy, PolicyVersion) waiting for the next tick
         self._timer = None
         self._entities: list = []
@@ -170,6 +186,12 @@ class PolicyNode(LifecycleNode):
             self.create_subscription(String, 'episode', self._on_episode, LATCHED,
                                      callback_group=sensor),
             self.create_subscription(Bool, 'estop', self._on_estop, LATCHED,
+                                     callback_group=sensor),
+            self.create_subscription(Bool, 'intervention/active', self._on_intervention,
+                                     LATCHED, callback_group=sensor),
+            self.create_subscription(DeltaAction, 'intervention/action', self._on_operator_action,
+                                     RELIABLE, callback_group=sensor),
+            self.create_subscription(String, 'episode_mode', self._on_episode_mode, LATCHED,
                                      callback_group=sensor),
             self.create_subscription(PolicyVersion, 'policy_version', self._on_version,
                                      LATCHED, callback_group=self._swap_group),
@@ -305,6 +327,40 @@ class PolicyNode(LifecycleNode):
             self.episode_id, self.step = msg.data.strip(), 0
         self.get_logger().info(f'episode: {msg.data.strip()!r}')
 
+    def _on_intervention(self, msg: Bool) -> None:
+        with self._lock:
+            changed = self.operator_active != bool(msg.data)
+            self.operator_active = bool(msg.data)
+            if not msg.data:
+                self._operator_action = None
+        if changed:
+            self.get_logger().info('operator drives (intervention)' if msg.data
+                                   else 'policy drives (operator gave back)')
+
+    def _on_operator_action(self, msg: DeltaAction) -> None:
+        with self._lock:
+            self._operator_action = (msg, time.monotonic())
+
+    def _on_episode_mode(self, msg: String) -> None:
+        with self._lock:
+            self.episode_mode = msg.data.strip()
+
+    def _operator_step(self) -> tuple[bool, DeltaAction | None]:
+        """(operator drives this step, its action); Hold when it drives without a fresh one."""
+        with self._lock:
+            active, demo = self.operator_active, self.episode_mode == 'demonstration'
+            pending = self._operator_action
+        if not active:
+            if demo:
+                raise Hold('operator', 'demonstration: waiting for the operator to drive',
+                           'info')
+            return False, None
+        if pending is None or time.monotonic() - pending[1] > self.config.intervention_timeout:
+            raise Hold('operator', 'operator drives but sent no action within '
+                       f'intervention_timeout {self.config.intervention_timeout} s: holding',
+                       'warning')
+        return True, pending[0]
+
     def _on_estop(self, msg: Bool) -> None:
         with self._lock:
             self._estop_signal = bool(msg.data)
@@ -420,10 +476,17 @@ class PolicyNode(LifecycleNode):
             return  # the hold was sent when the e-stop engaged; send nothing more
         header = Header(stamp=now_time.to_msg(), frame_id=self.config.arm.base_frame)
         try:
+            operated, operator_msg = self._operator_step()
             observation, arm, images, joint, pose = self._observation(now)
-            decision = decide(self.policy, observation, arm, self.config.safety,
-                              self.adapter, header, self.config.deterministic,
-                              self.config.dry_run)
+            if operated:
+                decision = decide_operator(
+                    self.policy, observation, arm,
+                    operator_action(operator_msg, self.config.arm.base_frame),
+                    self.config.safety, self.adapter, header, self.config.dry_run)
+            else:
+                decision = decide(self.policy, observation, arm, self.config.safety,
+                                  self.adapter, header, self.config.deterministic,
+                                  self.config.dry_run)
             output, action, notes = decision.output, decision.action, decision.notes
             command, gripper = decision.command, decision.gripper
         except Hold as hold:
@@ -447,17 +510,19 @@ class PolicyNode(LifecycleNode):
         delta = delta_msg(action, header)
         self.preview_pub.publish(delta)
         self.actions += 1
+        self.interventions += operated
         self.latency.append(latency)
         self.transition_pub.publish(self._transition(
             step, episode_id, version, observation, output, delta, images, joint, pose,
-            latency, header))
+            latency, header, operated))
 
     def _transition(self, step, episode_id, version, observation, output, delta, images,
-                    joint, pose, latency, header) -> Transition:
+                    joint, pose, latency, header, operated: bool = False) -> Transition:
         return transition_msg(
             self.robot_id, episode_id, step, version, observation, output, delta,
             [image[0] for image in images], joint, pose, latency, header,
-            None if self.config.transition_images else list(self.config.image_topics))
+            None if self.config.transition_images else list(self.config.image_topics),
+            is_intervention=operated)
 
     def _send_hold(self, header: Header | None = None) -> None:
         if self.adapter is None or getattr(self, 'arm_pub', None) is None:
@@ -473,6 +538,7 @@ class PolicyNode(LifecycleNode):
         latency = np.array(self.latency) if self.latency else np.zeros(1)
         values = {'ticks': self.ticks, 'actions': self.actions,
                   'missed_ticks': self.missed_ticks, 'policy_version': self.version,
+                  'interventions': self.interventions, 'operator_active': self.operator_active,
                   'estop': self.estop_engaged,
                   'latency_p50_ms': round(float(np.percentile(latency, 50)) * 1e3, 2),
                   'latency_p99_ms': round(float(np.percentile(latency, 99)) * 1e3, 2),

@@ -7,6 +7,9 @@ policy output into arm commands and Transition messages the same way:
 - ``pose_arm_state``: the arm state from a joint state and an end-effector pose message;
 - ``decide``: policy action, finiteness checks, safety limits (``limit_action``) and the
   adapter's arm and gripper commands, or ``Hold`` saying why the arm must not move;
+- ``operator_action`` and ``decide_operator``: the same for the operator's action during an
+  intervention (``intervention/action``): the same limits and adapter, the policy's tokens for
+  the executed action and, where the policy can score it, its log-prob and value;
 - ``delta_msg`` and ``transition_msg``: the ``~/action_preview`` and ``transitions`` messages.
 """
 
@@ -118,6 +121,57 @@ def decide(policy, observation: PolicyObservation, arm: ArmState, safety: Safety
             raise Hold('ik', f'no joint command for the action: {err}') from err
         gripper = adapter.gripper_command(action, header)
     return Decision(output, action, notes, command, gripper)
+
+
+def operator_action(msg: DeltaAction, base_frame: str) -> EefAction:
+    """The operator's DeltaAction as an action; Hold unless finite, in range, in the base frame."""
+    if msg.header.frame_id and msg.header.frame_id != base_frame:
+        raise Hold('operator', f'operator action in frame {msg.header.frame_id!r} rejected: '
+                   f'expected the base frame {base_frame!r}')
+    t, r = msg.translation, msg.rotation
+    action = EefAction((t.x, t.y, t.z), (r.x, r.y, r.z), msg.gripper)
+    if not action.is_finite() or not 0.0 <= msg.gripper <= 1.0:
+        raise Hold('operator', f'operator action rejected: not finite or gripper '
+                   f'{msg.gripper} outside [0, 1]')
+    return action
+
+
+def decide_operator(policy, observation: PolicyObservation, arm: ArmState, action: EefAction,
+                    safety: SafetyConfig, adapter: ArmAdapter, header: Header,
+                    dry_run: bool = False) -> Decision:
+    """The operator's action through the policy's limits and adapter (an intervention step).
+
+    The output carries the policy's tokens for the executed (limited) action, so behaviour
+    cloning learns what the arm did, and the policy's log-prob and value of those tokens (0.0
+    where the policy cannot score them; intervention steps never enter the policy gradient).
+    """
+    try:
+        limited, notes = limit_action(action, arm, safety)
+    except UnsafeAction as err:
+        raise Hold('unsafe', f'operator action rejected: {err}') from err
+    try:
+        tokens = np.asarray(policy.tokens_for(observation, limited))
+    except (PolicyError, ValueError) as err:
+        raise Hold('operator', f'operator action has no tokens: {err}') from err
+    log_prob = value = 0.0
+    try:
+        import torch
+
+        with torch.inference_mode():
+            lp, _, v = policy.evaluate([observation], [tokens])
+        if math.isfinite(float(lp[0])) and math.isfinite(float(v[0])):
+            log_prob, value = float(lp[0]), float(v[0])
+    except (PolicyError, ValueError, NotImplementedError, AttributeError):
+        pass  # a backend that cannot score this action: the transition says 0.0
+    command = gripper = None
+    if not dry_run:
+        try:
+            command = adapter.command(limited, arm, header)
+        except IkError as err:
+            raise Hold('ik', f'no joint command for the operator action: {err}') from err
+        gripper = adapter.gripper_command(limited, header)
+    return Decision(PolicyOutput(limited, tokens, log_prob, value), limited, notes, command,
+                    gripper)
 
 
 def delta_msg(action: EefAction, header: Header) -> DeltaAction:

@@ -496,7 +496,7 @@ class ScriptedExpert:
         return ExpertCommand(velocity, _steer(obs.ee_orientation), self._gripper)
 
     def _missed_goal(self, obs: ExpertObservation) -> ExpertObservation:
-        """The observation with the goal moved a few centimetres: the expert's motions, wrong place.
+        """The observation with the goal moved a few cm: the expert's motions, the wrong place.
 
         A near miss, the failure a learned policy makes most (it presses the table beside the
         button, sets the cube down beside the pad): the critic must not call it done. The goal

@@ -2,9 +2,9 @@
 
   record_dataset --out DATA --episodes 20 --failures 20 [--tasks pick_place_red,...]
 
-For each task: N expert episodes and N failing ones (behaviours 'random', 'stalled',
-'reversed' and 'missed', a near miss, in turn), each in ``DATA/<task>/<behaviour>_<seed>/``. A bag holds what a
-``ros2 bag record`` of the live stack would: the camera (``/camera/image_raw`` rgb8 and
+For each task: N expert episodes and N failing ones (behaviours 'random', 'stalled', 'reversed'
+and 'missed', a near miss, in turn), each in ``DATA/<task>/<behaviour>_<seed>/``. A bag holds
+what a ``ros2 bag record`` of the live stack would: the camera (``/camera/image_raw`` rgb8 and
 ``/camera/camera_info``), ``/joint_states``, ``/ee_pose``, the operator's commands
 (``/servo_node/delta_twist_cmds``, ``/gripper_controller/commands``), the task sentence
 (``/task``, std_msgs/String) and the evaluation-only ``/eval_only/ground_truth``. Messages are
