@@ -199,6 +199,22 @@ def pick_from_episode(bag_path: os.PathLike | str, config: HelpConfig | None = N
     except Exception as err:  # rosbags raises many kinds; the caller needs which bag
         raise ValueError(f'cannot read episode bag {path}: {type(err).__name__}: {err}'
                          ) from err
+    return pick_points(custom, progress, snapshots, config, str(path))
+
+
+def pick_points(custom: dict, progress: list[tuple[int, float]],
+                snapshots: list[tuple[int, bytes]], config: HelpConfig | None = None,
+                label: str = 'episode') -> list[ReturnPoint]:
+    """Return points of one episode from its scores and snapshots (the core of the picker).
+
+    ``custom`` names the episode (``task``, ``episode_id``, ``robot_id``, as a bag's
+    custom_data does); ``progress`` holds (frame stamp ns, accumulated value) and
+    ``snapshots`` (stamp ns, snapshot bytes). ``pick_from_episode`` reads them from a bag; the
+    lock-step experiment runner passes what its simulated episode produced.
+    """
+    config = config or HelpConfig()
+    path = label
+    progress = list(progress)
     valid = []
     for stamp_ns, data in sorted(snapshots, key=lambda item: item[0]):
         try:
@@ -227,7 +243,7 @@ def pick_from_episode(bag_path: os.PathLike | str, config: HelpConfig | None = N
         before = bisect.bisect_right(progress, stamp_ns, key=lambda sample: sample[0])
         points.append(ReturnPoint(
             task=custom.get('task') or json.loads(data).get('task', ''),
-            episode_id=custom.get('episode_id') or path.name,
+            episode_id=custom.get('episode_id') or pathlib.Path(path).name,
             robot_id=custom.get('robot_id', ''), stamp=stamp_ns / NS_PER_S,
             progress=progress[before - 1][1] if before else 0.0,  # v_0 = 0 before any score
             reason=reason, score=score, snapshot=data))

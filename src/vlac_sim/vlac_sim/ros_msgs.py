@@ -18,7 +18,7 @@ from vlac_ros.images import numpy_to_image
 
 from vlac_interfaces.msg import GroundTruth
 from vlac_sim.scene import BASE_FRAME, OBJECTS, CameraSpec, PandaScene
-from vlac_sim.tasks import Task
+from vlac_sim.tasks import Task, get_task
 
 SNAPSHOT_FORMAT = 'vlac_sim/snapshot/1'
 MAX_SNAPSHOT_BYTES = 1 << 20
@@ -78,6 +78,14 @@ def encode_snapshot(task: Task, seed: int, start: dict, scene: PandaScene) -> by
     """Serialise the scene and task as UTF-8 JSON (never pickle: snapshots cross the network)."""
     return json.dumps({'format': SNAPSHOT_FORMAT, 'task': task.name, 'seed': seed,
                        'start': start, 'scene': scene.state()}).encode()
+
+
+def restore_snapshot(scene: PandaScene, data: bytes) -> tuple[Task, int, dict]:
+    """Put the scene in a snapshot's state; its (task, seed, start measures). ValueError if bad."""
+    snapshot = decode_snapshot(data)
+    task = get_task(snapshot['task'])
+    scene.restore(snapshot['scene'])
+    return task, snapshot['seed'], snapshot['start']
 
 
 def decode_snapshot(data: bytes) -> dict:

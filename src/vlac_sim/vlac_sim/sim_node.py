@@ -241,10 +241,8 @@ class SimNode(Node):
         """Seeded reset of a task, or restore of a snapshot."""
         try:
             if len(request.snapshot):
-                snapshot = ros_msgs.decode_snapshot(bytes(request.snapshot))
-                task = get_task(snapshot['task'])
-                self.scene.restore(snapshot['scene'])
-                self.task, self.seed, self.start = task, snapshot['seed'], snapshot['start']
+                self.task, self.seed, self.start = ros_msgs.restore_snapshot(
+                    self.scene, bytes(request.snapshot))
                 how = 'restored snapshot'
             else:
                 task = get_task(request.task) if request.task else self.task

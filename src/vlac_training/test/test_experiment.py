@@ -8,6 +8,7 @@ live loop's code, the Learner's episode store, checkpoints and weight files.
 import csv
 import json
 import pathlib
+import re
 
 import numpy as np
 import pytest
@@ -93,3 +94,36 @@ def test_tiny_experiment_trains_ships_writes_the_curve_and_resumes(tmp_path, tor
     assert report_main([str(TINY), '--work', str(work), '--out', str(out)]) == 0
     assert (out / 'press_button.png').stat().st_size > 1000
     assert 'press_button | none | progress | 1 |' in (out / 'table.md').read_text()
+
+
+@pytest.mark.timeout(600)
+def test_human_in_the_loop_variants_run_through_the_teleop_path(tmp_path, torch_one_thread):
+    """tiny_hitl.yaml: demonstrations, takeovers on help requests, return points from stalls."""
+    work = tmp_path / 'work'
+    hitl = REPO / 'config' / 'experiments' / 'tiny_hitl.yaml'
+    assert main([str(hitl), '--work', str(work)]) == 0
+    exp = ExperimentFile.load(hitl)
+    exp = exp.__class__(**{**exp.__dict__, 'work': str(work)})
+
+    def episodes(variant: str) -> list[dict]:
+        root = run_root(exp, 'press_button', RunSpec(variant, 'progress'), 0)
+        return [json.loads(line) for line in (root / 'episodes.jsonl').read_text().splitlines()]
+
+    # demo_replay: the operator's demonstrations are stored as demonstration episodes.
+    root = run_root(exp, 'press_button', RunSpec('demo_replay', 'progress'), 0)
+    stored = sorted(p.name for p in (root / 'trainer' / 'episodes' / 'sim_1').iterdir())
+    assert stored[:2] == ['demo0000', 'demo0001']
+    log = (root / 'run.log').read_text()
+    assert 'demonstrations by the simulated operator stored' in log
+    assert re.search(r'\(([1-9]\d*) behaviour-cloning\)', log), log
+    # human_guided: the robot asks for help, the operator takes over: interventions.
+    guided = episodes('human_guided')
+    assert all(e['mode'] == 'human_guided' for e in guided)
+    assert any(e['help_requests'] and e['takeovers'] and 0 < e['interventions'] < e['steps']
+               for e in guided), guided
+    # return_and_explore: points picked from stalls; every second episode starts from one.
+    back = episodes('return_and_explore')
+    assert [e['mode'] for e in back][1::2] == ['return_and_explore'] * (len(back) // 2)
+    assert not any(e['interventions'] for e in back)
+    root = run_root(exp, 'press_button', RunSpec('return_and_explore', 'progress'), 0)
+    assert list((root / 'return_points' / 'press_button').glob('*.json'))

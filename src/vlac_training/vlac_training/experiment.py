@@ -27,7 +27,14 @@ call them; only the transport differs (function calls in one process instead of 
 - ``trainer_node`` -> ``rl_trainer.learner.Learner``: ``ingest`` (the episode store),
   ``train_if_ready`` (the reward join of ``rl_trainer.rewards``, ``PPOTrainer.update``,
   checkpoint, weights file + sha256);
-- the policy node's hot swap -> ``weights_path`` + ``Policy.load_weights(path, sha256)``.
+- the policy node's hot swap -> ``weights_path`` + ``Policy.load_weights(path, sha256)``;
+- the human in the loop -> ``vlac_sim.operator.SimulatedOperator`` (the scripted expert at the
+  shipped Xbox pad's sticks, as ``sim_operator`` publishes them), ``hitl_teleop.core
+  .TakeoverMachine`` (``teleop_node``), ``hitl_teleop.help.HelpDetector`` on the critic's
+  values (``teleop_node``), ``vlac_policy_node.step.decide_operator`` (the policy node during
+  an intervention), the runner's snapshots + ``hitl_teleop.return_points.pick_points`` and
+  ``ReturnPointStore`` (``return_point_server``) and ``ros_msgs.restore_snapshot``
+  (``sim_node``'s reset to a snapshot).
 
 The node parameters come from the files the live loop uses: ``config/arms/sim_panda_servo.yaml``
 (policy node) and ``config/loop.yaml`` (reward node, trainer), with the experiment's
@@ -49,11 +56,22 @@ What differs from the live loop, on purpose:
   they end when the task's success condition has held 0.5 s, or at the time limit, and count
   the simulator's success, never the critic's.
 
-Human-in-the-loop variants: ``none``; ``demo_replay`` (the starting policy's demonstrations,
-driven through the same robot path by the scripted expert as an operator and stored as
-demonstration-mode episodes, replayed by the trainer's behaviour-cloning term in every
-update); ``return_and_explore`` and ``human_guided`` need the simulated operator of the teleop
-issue and are reported as not yet run.
+Human-in-the-loop variants (the paper's protocol), each through the path above:
+
+- ``none``: autonomous episodes only;
+- ``demo_replay``: before training, ``demos`` demonstration-mode episodes driven by the
+  simulated operator (stored as demonstrations, replayed by the trainer's behaviour-cloning
+  term in every update), then autonomous episodes;
+- ``return_and_explore``: every second training episode starts from the next return point
+  (a snapshot recorded every ``SNAPSHOT_PERIOD`` of an earlier training episode where the
+  critic's progress stalled or regressed; config/teleop/help.yaml), the others from the
+  task's own reset;
+- ``human_guided``: the policy acts and the simulated operator takes over when the robot asks
+  for help (the help detector on the critic's progress), for at most ``guide_time``; the
+  taken-over steps are interventions (behaviour cloning, not the policy gradient).
+
+Differences: the live teleop node sends one zero action when the operator gives back and the
+policy node may execute it for one period; here the policy acts on that step.
 """
 
 from __future__ import annotations
@@ -74,8 +92,12 @@ from vlac_training.cli import Positional
 
 REWARDS = ('progress', 'success', 'progress+success', 'ground_truth')
 VARIANTS = ('none', 'demo_replay', 'return_and_explore', 'human_guided')
-NOT_YET_RUN = ('return_and_explore', 'human_guided')
-"""Variants that need the simulated operator (teleop issue); listed, never run."""
+NOT_YET_RUN: tuple[str, ...] = ()
+"""Variants listed in experiment files but not run (none since the simulated operator)."""
+SNAPSHOT_PERIOD = 0.5  # s between snapshots (the runner's snapshot_period default)
+OPERATOR_DEVICE = 'xbox'  # the simulated operator's pad (sim_loop's default)
+MODES = {'autonomous': 0, 'return_and_explore': 1, 'human_guided': 2, 'demonstration': 3}
+"""RunEpisode modes by episode_mode name (vlac_interfaces/action/RunEpisode)."""
 ROBOT_ID = 'sim_1'
 SETTLE = 0.5  # s the success condition holds to end an evaluation episode
 SIM_DT = 0.05  # s, physics and controller step (the recorder's and sim_node's)
@@ -154,6 +176,20 @@ class ExperimentFile:
     """vlac_reward_node parameter overrides on config/loop.yaml"""
     demo_replay_bc_coef: float = 0.1
     """ppo.bc_coef of the demo_replay variant (other variants keep the trainer's)"""
+    help: dict = field(default_factory=dict)
+    """help-request and stall thresholds over config/teleop/help.yaml (human_guided help
+    requests, return_and_explore return points); short episodes need a short window"""
+    guide_time: float = 3.0
+    """human_guided: longest takeover of the simulated operator, s"""
+
+    def help_config(self):
+        """config/teleop/help.yaml with this file's ``help`` overrides (HelpConfig)."""
+        from hitl_teleop.help import HelpConfig
+        from hitl_teleop.teleop_node import help_config
+
+        base = help_config('help')
+        return HelpConfig.from_dict({**{k: getattr(base, k) for k in
+                                        base.__dataclass_fields__}, **self.help})
 
     def validate(self) -> 'ExperimentFile':
         """Raise ValueError naming the bad value; return self."""
@@ -182,6 +218,9 @@ class ExperimentFile:
                              f'training seeds (from {training_seed(0, 0)})')
         if max(self.critic_demos, self.demos) >= training_seed(0, 0):
             raise ValueError('demonstration seeds would overlap the training seeds')
+        if not 0.1 <= self.guide_time <= 600.0:
+            raise ValueError(f'guide_time {self.guide_time} s outside 0.1..600')
+        self.help_config()
         return self
 
     @classmethod
@@ -228,6 +267,54 @@ class EpisodeOutcome:
     acted_return: float
     messages: tuple = ()
     """(transitions, progress, result) of a training episode"""
+
+
+class OperatorAtDevice:
+    """The simulated operator, its pad and the teleop node's core, without DDS.
+
+    Each control period: the operator reads the scene and moves the sticks
+    (``SimulatedOperator.joy``), the teleop core takes the Joy values and says who drives and
+    the operator's action (``TakeoverMachine``); the help detector hears the critic's values.
+    """
+
+    def __init__(self, task_name: str, period: float, help_config, guide_time: float = 3.0
+                 ) -> None:
+        from hitl_teleop.core import TakeoverMachine, load_device
+        from hitl_teleop.help import HelpDetector
+        from vlac_sim.operator import OperatorSettings, SimulatedOperator
+
+        device = load_device(OPERATOR_DEVICE)
+        self.operator = SimulatedOperator(task_name, device,
+                                          OperatorSettings(guide_time=guide_time))
+        self.machine = TakeoverMachine(device, period)
+        self.detector = HelpDetector(help_config)
+        self.help_requests = self.takeovers = 0
+
+    def start(self, mode: str, now: float) -> None:
+        """A new episode in ``mode`` (an episode_mode name) at ``now`` (s)."""
+        self.operator.start(mode, now)
+        self.detector.reset(None)
+        self.help_requests = self.takeovers = 0
+
+    def hear(self, stamp: float, value: float) -> None:
+        """One critic value: a help request when progress stalls and the policy drives."""
+        from hitl_teleop.core import Mode
+
+        request = self.detector.update(stamp, value)
+        if request is not None and self.machine.mode is Mode.POLICY:
+            self.help_requests += 1
+            self.operator.on_help()
+
+    def step(self, scene, now: float):
+        """The teleop core's output for this period (``hitl_teleop.core.Output``)."""
+        from hitl_teleop.core import Event, JoyInput
+        from vlac_sim.experts import observe as expert_observe
+
+        axes, buttons = self.operator.joy(expert_observe(scene, now), now)
+        self.machine.on_joy(JoyInput(now, tuple(axes), tuple(buttons)))
+        out = self.machine.tick(now)
+        self.takeovers += out.events.count(Event.TAKEOVER)
+        return out
 
 
 class LockstepRobot:
@@ -281,23 +368,27 @@ class LockstepRobot:
 
     def run(self, policy, version: int, task, seed: int, limit: float, *,
             scorer: Callable | None, deterministic: bool = False, evaluation: bool = False,
-            operator=None) -> EpisodeOutcome:
-        """One episode from the initial state of ``seed``.
+            operator: OperatorAtDevice | None = None, mode: str = 'autonomous',
+            snapshot: bytes = b'', snapshots: list | None = None) -> EpisodeOutcome:
+        """One episode from the initial state of ``seed`` (or from ``snapshot``).
 
         ``scorer(sentence, anchor, frame, truth) -> (delta, done_probability)`` is the critic
         (None in evaluation); ``truth`` maps frame stamps to the simulator's (progress,
-        success) for the ``ground_truth`` reward. ``operator`` (a scripted expert) drives
-        instead of the policy: a demonstration-mode episode whose transitions carry the
-        policy's tokens for the operator's action.
+        success) for the ``ground_truth`` reward. ``operator`` is the human in the loop for
+        ``mode`` (an episode_mode name): in a demonstration it drives the whole episode, in a
+        human-guided one it takes over on help requests; its steps are interventions whose
+        transitions carry the policy's tokens for the executed action. ``snapshots`` (a list)
+        receives (stamp ns, snapshot bytes) every ``SNAPSHOT_PERIOD``, as the runner records.
         """
+        from hitl_teleop.core import Event, Mode
         from rl_runner.results import episode_result
-        from rl_trainer.storage import DEMONSTRATION_MODE
         from std_msgs.msg import Header
         from vlac_models.episodes import Episode
-        from vlac_models.policy.base import PolicyObservation
+        from vlac_models.policy.base import EefAction, PolicyObservation
         from vlac_policy_node.step import (
             Hold,
             decide,
+            decide_operator,
             delta_msg,
             pose_arm_state,
             transition_msg,
@@ -307,11 +398,14 @@ class LockstepRobot:
         from vlac_sim.commands import apply_gripper, apply_twist
         from vlac_sim.tasks import reset_scene
 
-        start = reset_scene(self.scene, task, seed)
+        from vlac_sim import ros_msgs
+
+        if snapshot:
+            task, _, start = ros_msgs.restore_snapshot(self.scene, snapshot)
+        else:
+            start = reset_scene(self.scene, task, seed)
         self.controller.reset()
         self.controller.hold('reset')
-        if operator is not None:
-            operator.reset()
         self.clock_ns += 1_000_000_000  # a reset takes time: no stamp is shared by episodes
         self.episodes += 1
         episode_id = f'ep{self.episodes:05d}-seed{seed}'
@@ -323,7 +417,9 @@ class LockstepRobot:
         steps = max(1, int(round(limit / self.period)))
         reason, success_since, max_progress, holds = 'timeout', None, 0.0, 0
         truth: dict[float, tuple[float, bool]] = {}
-        began = self.clock_ns
+        if operator is not None:
+            operator.start(mode, self.clock_ns * 1e-9)
+        last_snapshot = None
         for step in range(steps + 1):
             image, joint, pose = self._capture()
             rgb = image_to_rgb(image)  # one decode for the critic and the policy
@@ -348,23 +444,40 @@ class LockstepRobot:
                     episode.add_score(progress_msg(task.instruction, score,
                                                    time.perf_counter() - started, 'lockstep',
                                                    image.header.stamp))
+                    if operator is not None:
+                        operator.hear(now, score.value)
                     if score.done:
                         reason = 'done'
                         break
+                if snapshots is not None and (last_snapshot is None
+                                              or now - last_snapshot >= SNAPSHOT_PERIOD - 1e-9):
+                    last_snapshot = now
+                    snapshots.append((self.clock_ns, ros_msgs.encode_snapshot(
+                        task, seed, start, self.scene)))
             if step == steps:
                 break
+            out = operator.step(self.scene, now) if operator is not None else None
+            if out is not None and Event.SUCCESS in out.events and mode == 'demonstration':
+                reason = 'operator_success'
+                break
+            operated = out is not None and out.mode is not Mode.POLICY \
+                and out.action is not None
             header = Header(stamp=image.header.stamp, frame_id=self.node.arm.base_frame)
             try:
                 arm = pose_arm_state(joint, pose, self.node.arm)
                 observation = PolicyObservation([rgb], arm.state_vector(),
                                                 task.instruction)
                 started = time.perf_counter()
-                if operator is None:
+                if operated:
+                    action = EefAction(out.action.translation, out.action.rotation,
+                                       out.action.gripper)
+                    decision = decide_operator(policy, observation, arm, action,
+                                               self.node.safety, self.adapter, header)
+                elif mode == 'demonstration':
+                    raise Hold('operator', 'demonstration: waiting for the operator', 'info')
+                else:
                     decision = decide(policy, observation, arm, self.node.safety,
                                       self.adapter, header, deterministic)
-                else:
-                    decision = operator_decision(operator, policy, observation, arm, self,
-                                                 header, (self.clock_ns - began) * 1e-9)
                 latency = time.perf_counter() - started
             except Hold:
                 holds += 1
@@ -377,49 +490,19 @@ class LockstepRobot:
                 episode.add_transition(transition_msg(
                     ROBOT_ID, episode_id, step, version, observation, decision.output,
                     delta_msg(decision.action, header), [image], joint, pose, latency, header,
-                    is_intervention=operator is not None))
+                    is_intervention=operated))
             self._advance()
         episode.end(self.clock_ns)
         sim_success = bool(task.success(self.scene, start))
         if evaluation:
             return EpisodeOutcome(seed, step, reason, False, sim_success, max_progress, 0.0)
-        mode = DEMONSTRATION_MODE if operator is not None else AUTONOMOUS_MODE
-        result = episode_result(episode, ROBOT_ID, task.name, mode, reason, self.clock_ns)
+        result = episode_result(episode, ROBOT_ID, task.name, MODES[mode], reason,
+                                self.clock_ns,
+                                help_requests=operator.help_requests if operator else 0,
+                                takeovers=operator.takeovers if operator else 0)
         return EpisodeOutcome(seed, episode.steps, reason, bool(result.success), sim_success,
                               max_progress, float(result.episode_return),
                               (episode.ordered_transitions(), episode.scores, result))
-
-
-AUTONOMOUS_MODE = 0  # vlac_interfaces/action/RunEpisode MODE_AUTONOMOUS
-
-
-def operator_decision(operator, policy, observation, arm, robot: LockstepRobot, header,
-                      elapsed: float):
-    """The scripted expert's command as the operator's action, with the policy's tokens.
-
-    The expert's twist held for one period is the end-effector delta; its finger target
-    becomes the gripper command (open at half the stroke or more). The transition carries the
-    policy's tokens for that action (what behaviour cloning learns); the log-prob and value
-    are not the policy's and are never used for its gradient (an intervention).
-    """
-    from scipy.spatial.transform import Rotation
-    from vlac_models.policy.base import EefAction, PolicyOutput
-    from vlac_policy_node.actions import limit_action
-    from vlac_policy_node.step import Decision
-    from vlac_sim.experts import observe as expert_observe
-    from vlac_sim.scene import MAX_GRIPPER_WIDTH
-
-    command = operator.act(expert_observe(robot.scene, elapsed))
-    translation = np.asarray(command.linear, np.float64) * robot.period
-    rpy = Rotation.from_rotvec(np.asarray(command.angular, np.float64) * robot.period
-                               ).as_euler('xyz')
-    action = EefAction(tuple(float(v) for v in translation), tuple(float(v) for v in rpy),
-                       1.0 if command.gripper_width >= 0.5 * MAX_GRIPPER_WIDTH else 0.0)
-    action, notes = limit_action(action, arm, robot.node.safety)
-    tokens = policy.tokens_for(observation, action)
-    output = PolicyOutput(action, tokens, 0.0, 0.0)
-    return Decision(output, action, notes, robot.adapter.command(action, arm, header),
-                    robot.adapter.gripper_command(action, header))
 
 
 def evaluate_on(robot: LockstepRobot, policy, version: int, task, seeds, limit: float,
@@ -523,13 +606,14 @@ def run_one(exp: ExperimentFile, task_name: str, spec: RunSpec, seed: int,
             models: pathlib.Path, root: pathlib.Path, progress: Callable[[int], None]
             = lambda n: None, log: Callable[[str], None] = print) -> list[dict]:
     """Train and evaluate one (task, variant, reward, seed); resume where it stopped."""
+    from hitl_teleop.return_points import ReturnPointStore, pick_points
     from rl_trainer.learner import Learner
     import torch
     from torch.utils.tensorboard import SummaryWriter
     from vlac_models.critic import load_critic
     from vlac_models.policy.base import load_policy
+    from vlac_models.stamps import stamp_ns
     from vlac_policy_node.policy_node import weights_path
-    from vlac_sim.experts import ScriptedExpert
     from vlac_sim.tasks import get_task
 
     torch.set_num_threads(1)
@@ -600,15 +684,19 @@ def run_one(exp: ExperimentFile, task_name: str, spec: RunSpec, seed: int,
 
     try:
         ship(learner.train_if_ready())  # episodes stored before an interruption
+        stalls = exp.help_config()
+        operator = OperatorAtDevice(task_name, robot.period, stalls, exp.guide_time) \
+            if spec.variant in ('demo_replay', 'human_guided') else None
+        returns = ReturnPointStore(paths.root / 'return_points') \
+            if spec.variant == 'return_and_explore' else None
         if spec.variant == 'demo_replay' and not any(
                 k.split('/', 1)[1].startswith('demo') for k in learner.store.keys()):
             for k in range(exp.demos):
-                operator = ScriptedExpert(task_name, 'expert', seed=k)
                 outcome = robot.run(robot_policy, version, task, k, limit, scorer=scorer,
-                                    operator=operator)
+                                    operator=operator, mode='demonstration')
                 transitions, scores, result = outcome.messages
                 learner.ingest(ROBOT_ID, f'demo{k:04d}', transitions, scores, result)
-            say(f'{exp.demos} demonstrations stored for replay')
+            say(f'{exp.demos} demonstrations by the simulated operator stored for replay')
         trained = sum(1 for k in learner.store.keys() if not k.split('/', 1)[1]
                       .startswith('demo'))
         progress(trained)
@@ -618,15 +706,35 @@ def run_one(exp: ExperimentFile, task_name: str, spec: RunSpec, seed: int,
             evaluate(trained)  # interrupted between the episode and its evaluation point
         while trained < exp.episodes:
             seed_k = training_seed(seed, trained)
-            outcome = robot.run(robot_policy, version, task, seed_k, limit, scorer=scorer)
+            mode, start, snapshots = 'autonomous', b'', None
+            if spec.variant == 'human_guided':
+                mode = 'human_guided'
+            elif returns is not None:
+                snapshots = []
+                point = returns.next(task_name) if trained % 2 else None
+                if point is not None:
+                    mode, start = 'return_and_explore', point.snapshot
+            outcome = robot.run(robot_policy, version, task, seed_k, limit, scorer=scorer,
+                                operator=operator if mode == 'human_guided' else None,
+                                mode=mode, snapshot=start, snapshots=snapshots)
             transitions, scores, result = outcome.messages
-            learner.ingest(ROBOT_ID, f'train{trained:05d}', transitions, scores, result)
+            episode_id = f'train{trained:05d}'
+            learner.ingest(ROBOT_ID, episode_id, transitions, scores, result)
+            if snapshots:
+                for point in pick_points(
+                        {'task': task_name, 'episode_id': episode_id, 'robot_id': ROBOT_ID},
+                        [(stamp_ns(m.stamp_b), float(m.value)) for m in scores], snapshots,
+                        stalls):
+                    returns.add(point)
             with (paths.root / 'episodes.jsonl').open('a') as handle:
                 handle.write(json.dumps({
-                    'index': trained, 'seed': seed_k, 'steps': outcome.steps,
+                    'index': trained, 'seed': seed_k, 'mode': mode, 'steps': outcome.steps,
                     'reason': outcome.reason, 'critic_success': outcome.critic_success,
                     'sim_success': outcome.sim_success, 'return': outcome.acted_return,
-                    'max_progress': round(outcome.max_progress, 4), 'version': version}) + '\n')
+                    'max_progress': round(outcome.max_progress, 4), 'version': version,
+                    'interventions': int(result.intervention_count),
+                    'takeovers': int(result.takeovers),
+                    'help_requests': int(result.help_requests)}) + '\n')
             trained += 1
             stats = learner.train_if_ready()
             if stats is not None and not stats.get('skipped'):
