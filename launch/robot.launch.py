@@ -7,16 +7,40 @@ Usage (real arm, dry run until the arm config says otherwise):
 ``arm`` names a file in vlac_bringup's config/arms (or gives a path): swapping the arm is a
 YAML file. The policy node and the critic are lifecycle nodes started with ``autostart`` for the
 critic; the episode runner configures and activates the policy per episode.
+
+``teleop:=xbox`` (playstation, spacemouse, keyboard) adds the operator: teleop.launch.py with
+that device, at the policy node's rate and in the arm's base frame (both read from the arm
+configuration), e.g.
+    ros2 launch vlac_bringup robot.launch.py arm:=ur_joint_trajectory.yaml teleop:=xbox \
+        policy_model:=/models/policy critic_model:=/models/critic reset_service:=''
 """
 
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction
+from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+import yaml
 
 from launch import LaunchDescription
+
+TELEOP_DEVICES = ('xbox', 'playstation', 'spacemouse', 'keyboard')
+
+
+def _policy_rate_and_frame(arm: str) -> tuple[str, str]:
+    """The policy node's rate_hz and arm.base_frame in an arm configuration (its defaults)."""
+    with open(arm) as stream:
+        data = yaml.safe_load(stream) or {}
+    for key, value in data.items():
+        if str(key).rsplit('/', 1)[-1] == 'vlac_policy_node':
+            params = (value or {}).get('ros__parameters', {})
+            arm_params = params.get('arm', {})
+            frame = arm_params.get('base_frame') if isinstance(arm_params, dict) else None
+            return (str(params.get('rate_hz', 10.0)),
+                    str(frame or params.get('arm.base_frame', 'panda_link0')))
+    return '10.0', 'panda_link0'
 
 
 def _nodes(context):
@@ -26,7 +50,16 @@ def _nodes(context):
         arm = os.path.join(share, 'config', 'arms', arm)
     loop = LaunchConfiguration('loop_config').perform(context)
     namespace = LaunchConfiguration('namespace')
-    return [
+    teleop = LaunchConfiguration('teleop').perform(context)
+    operator = []
+    if teleop != 'none':
+        rate_hz, base_frame = _policy_rate_and_frame(arm)
+        operator.append(IncludeLaunchDescription(
+            PythonLaunchDescriptionSource(os.path.join(share, 'launch', 'teleop.launch.py')),
+            launch_arguments={'namespace': namespace, 'device': teleop, 'rate_hz': rate_hz,
+                              'base_frame': base_frame,
+                              'episodes_dir': LaunchConfiguration('episodes_dir')}.items()))
+    return operator + [
         Node(package='vlac_policy_node', executable='vlac_policy_node',
              name='vlac_policy_node', namespace=namespace, output='screen',
              parameters=[arm, {'model_path': LaunchConfiguration('policy_model'),
@@ -45,17 +78,24 @@ def _nodes(context):
 def generate_launch_description():
     share = get_package_share_directory('vlac_bringup')
     return LaunchDescription([
-        DeclareLaunchArgument('namespace', default_value='robot_1'),
+        DeclareLaunchArgument('namespace', default_value='robot_1',
+                              description='robot namespace all topics live under'),
         DeclareLaunchArgument('arm', default_value='sim_panda_servo.yaml',
                               description='arm configuration in config/arms (or a path)'),
         DeclareLaunchArgument('loop_config',
-                              default_value=os.path.join(share, 'config', 'loop.yaml')),
+                              default_value=os.path.join(share, 'config', 'loop.yaml'),
+                              description='parameter YAML of the critic and the episode runner'),
         DeclareLaunchArgument('policy_model', description='policy model directory'),
         DeclareLaunchArgument('critic_model', description='critic model directory'),
         DeclareLaunchArgument('weights_dir', default_value='',
                               description='hot-swap weights directory (empty: no hot swap)'),
-        DeclareLaunchArgument('episodes_dir', default_value='episodes'),
+        DeclareLaunchArgument('episodes_dir', default_value='episodes',
+                              description='root folder of the episode recordings'),
         DeclareLaunchArgument('reset_service', default_value='sim/reset',
                               description="'' on a real arm: the operator signals ready"),
+        DeclareLaunchArgument('teleop', default_value='none',
+                              choices=['none', *TELEOP_DEVICES],
+                              description='teleop device of the operator (teleop.launch.py); '
+                              'none: no operator'),
         OpaqueFunction(function=_nodes),
     ])

@@ -28,6 +28,7 @@ setup(
             'benchmark_reward = vlac_bench.reward:main',
             'benchmark_trainer = vlac_bench.trainer:main',
             'benchmark_sim = vlac_bench.sim:main',
+            'benchmark_teleop = vlac_bench.teleop_latency:main',
             'evaluate_policy_node = vlac_bench.evaluate_policy_node:main',
             'vlac_node_docs = vlac_bench.node_docs:main',
             'vlac_bench_report = vlac_bench.report:main',

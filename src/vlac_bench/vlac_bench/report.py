@@ -62,6 +62,7 @@ def benchmarks(policy: pathlib.Path, critic: pathlib.Path, quick: bool) -> list[
          '--vlac-tiny'],
         ['benchmark_trainer', '--policy', str(policy), '--critic', str(critic),
          '--episodes', '4' if quick else '6'],
+        ['benchmark_teleop', '--takeovers', '10' if quick else '30'],
     ]
 
 
