@@ -194,6 +194,11 @@ def read_episode_bag(path: os.PathLike) -> StoredEpisode:
     return StoredEpisode(path.name, path, 0, transitions, progress, result)
 
 
+ROBOT_COLUMNS = ('episodes', 'transitions', 'return_mean', 'success_rate', 'intervention_rate',
+                 'demonstrations', 'takeovers', 'help_requests')
+"""Per-robot statistics of an update (``logs/robots.csv``, TensorBoard ``robots/<id>/``)."""
+
+
 class Learner:
     """Persist episodes, train on fresh ones, checkpoint, publish weights (see module doc)."""
 
@@ -324,8 +329,46 @@ class Learner:
                                                   for i in infos])),
             'policy_version': self.version, 'artifact': str(artifact[0]),
             'sha256': artifact[1]})
+        robots = self._robot_stats(used, infos)
+        stats['train/robots'] = len(robots)
         self._log(stats)
+        self._log_robots(robots)
         return stats
+
+    @staticmethod
+    def _robot_stats(keys: list[str], infos: list[dict]) -> dict[str, dict]:
+        """Per robot of an update: episodes, transitions, return, success, interventions."""
+        robots: dict[str, list[dict]] = collections.defaultdict(list)
+        for key, info in zip(keys, infos, strict=True):
+            robots[key.split('/', 1)[0]].append(info)
+        return {robot: {
+            'episodes': len(items),
+            'transitions': sum(i['length'] for i in items),
+            'return_mean': float(np.mean([i['return'] for i in items])),
+            'success_rate': float(np.mean([i['success'] for i in items])),
+            'intervention_rate': float(sum(i['interventions'] for i in items)
+                                       / max(1, sum(i['length'] for i in items))),
+            'demonstrations': int(sum(i['demonstration'] for i in items)),
+            'takeovers': int(sum(i['takeovers'] for i in items)),
+            'help_requests': int(sum(i['help_requests'] for i in items))}
+            for robot, items in sorted(robots.items())}
+
+    def _log_robots(self, robots: dict[str, dict]) -> None:
+        """TensorBoard ``robots/<id>/*`` and ``logs/robots.csv`` (one row per robot and update)."""
+        if self.writer is not None:
+            for robot, values in robots.items():
+                for key, value in values.items():
+                    self.writer.add_scalar(f'robots/{robot}/{key}', value, self.version)
+            self.writer.flush()
+        path = self.log_dir / 'robots.csv'
+        new = not path.exists()
+        with path.open('a', newline='') as handle:
+            out = csv.writer(handle)
+            if new:
+                out.writerow(['time', 'policy_version', 'robot', *ROBOT_COLUMNS])
+            for robot, values in robots.items():
+                out.writerow([f'{time.time():.3f}', self.version, robot,
+                              *(values[k] for k in ROBOT_COLUMNS)])
 
     def _demonstrations(self, fresh: list[DemoBatch]) -> DemoBatch | None:
         """The BC batch: the replay buffer (older demonstrations) plus the fresh ones.
