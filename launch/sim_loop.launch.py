@@ -65,8 +65,10 @@ def generate_launch_description():
                           }.items())
     operator = Node(package='vlac_sim', executable='sim_operator', name='sim_operator',
                     namespace=namespace, output='screen', condition=with_operator,
-                    parameters=[{'device': PathJoinSubstitution(
-                        [share, 'config', 'teleop', [device, '.yaml']])}])
+                    # [substitution, str] in a parameter dict concatenates to one string;
+                    # PathJoinSubstitution itself takes no nested list (TypeError on load).
+                    parameters=[{'device': [PathJoinSubstitution(
+                        [share, 'config', 'teleop', device]), '.yaml']}])
     return LaunchDescription([
         DeclareLaunchArgument('namespace', default_value='robot_1',
                               description='robot namespace (the trainer learns from it)'),

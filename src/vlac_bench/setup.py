@@ -29,6 +29,7 @@ setup(
             'benchmark_trainer = vlac_bench.trainer:main',
             'benchmark_sim = vlac_bench.sim:main',
             'benchmark_teleop = vlac_bench.teleop_latency:main',
+            'benchmark_fleet = vlac_bench.fleet:main',
             'evaluate_policy_node = vlac_bench.evaluate_policy_node:main',
             'vlac_node_docs = vlac_bench.node_docs:main',
             'vlac_bench_report = vlac_bench.report:main',

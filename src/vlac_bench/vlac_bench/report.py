@@ -63,6 +63,7 @@ def benchmarks(policy: pathlib.Path, critic: pathlib.Path, quick: bool) -> list[
         ['benchmark_trainer', '--policy', str(policy), '--critic', str(critic),
          '--episodes', '4' if quick else '6'],
         ['benchmark_teleop', '--takeovers', '10' if quick else '30'],
+        ['benchmark_fleet', '--robots', '1', '2', '4', '--seconds', '40' if quick else '120'],
     ]
 
 
