@@ -8,18 +8,9 @@ and both robots act with the new version.
 import csv
 
 import pytest
-import torch
 from vlac_bench.sim_loop import drive_fleet, start_fleet
-from vlac_models.policy.compact import (
-    CompactPolicy,
-    CompactPolicyNet,
-    PolicyConfig,
-    save_model_dir,
-)
 from vlac_ros.qos import LATCHED, TRANSITIONS
-from vlac_sim.record import record_dataset
-from vlac_sim.scene import CameraSpec
-from vlac_training.train_critic import main as train_critic
+from vlac_testing.models import tiny_policy
 
 from vlac_interfaces.msg import PolicyVersion, Transition
 
@@ -29,18 +20,9 @@ TRAINER = {'learner.min_transitions': 50, 'ppo.epochs': 1, 'ppo.minibatch_size':
 
 
 @pytest.fixture(scope='module')
-def models(tmp_path_factory) -> dict:
-    root = tmp_path_factory.mktemp('fleet_models')
-    record_dataset(root / 'data', [TASK], episodes=2, failures=0,
-                   camera=CameraSpec(width=96, height=96, rate_hz=10.0), log=lambda *_: None)
-    assert train_critic(['--data', str(root / 'data'), '--out', str(root / 'critic'),
-                         '--seed', '0', '--epochs', '1', '--holdout', '0.0',
-                         '--no-progress']) == 0
-    torch.manual_seed(0)
-    net = CompactPolicyNet(PolicyConfig(frame_size=64, channels=(8, 16, 16, 8), embed_dim=32,
-                                        hidden_dim=64))
-    return {'critic': root / 'critic',
-            'policy': save_model_dir(CompactPolicy(net, seed=0), root / 'policy')}
+def models(loop_critic, tmp_path_factory) -> dict:
+    return {'critic': loop_critic,
+            'policy': tiny_policy(tmp_path_factory.mktemp('policy') / 'policy')}
 
 
 def test_two_robots_feed_one_trainer_and_both_get_the_new_version(ros_graph, models,

@@ -13,19 +13,10 @@ them with behaviour-cloning samples.
 import csv
 
 import pytest
-import torch
 from vlac_bench.sim_loop import run_episode, start_hitl, start_loop
-from vlac_models.policy.compact import (
-    CompactPolicy,
-    CompactPolicyNet,
-    PolicyConfig,
-    save_model_dir,
-)
 from vlac_ros.bags import read_messages
 from vlac_ros.qos import RESULTS
-from vlac_sim.record import record_dataset
-from vlac_sim.scene import CameraSpec
-from vlac_training.train_critic import main as train_critic
+from vlac_testing.models import tiny_policy
 
 from vlac_interfaces.action import RunEpisode
 from vlac_interfaces.msg import EpisodeResult
@@ -38,18 +29,10 @@ HELP = 'window: 1.5\nmin_rise: 0.05\nmax_drop: 0.1\ngrace: 0.5\ncooldown: 2.0\n'
 
 
 @pytest.fixture(scope='module')
-def models(tmp_path_factory) -> dict:
-    root = tmp_path_factory.mktemp('hitl_models')
-    record_dataset(root / 'data', [TASK], episodes=2, failures=0,
-                   camera=CameraSpec(width=96, height=96, rate_hz=10.0), log=lambda *_: None)
-    assert train_critic(['--data', str(root / 'data'), '--out', str(root / 'critic'),
-                         '--seed', '0', '--epochs', '1', '--holdout', '0.0',
-                         '--no-progress']) == 0
-    torch.manual_seed(0)
-    net = CompactPolicyNet(PolicyConfig(frame_size=64, channels=(8, 16, 16, 8), embed_dim=32,
-                                        hidden_dim=64, keypoint_temperature=1.0))
-    return {'critic': root / 'critic',
-            'policy': save_model_dir(CompactPolicy(net, seed=0), root / 'policy')}
+def models(loop_critic, tmp_path_factory) -> dict:
+    return {'critic': loop_critic,
+            'policy': tiny_policy(tmp_path_factory.mktemp('policy') / 'policy',
+                                  keypoint_temperature=1.0)}
 
 
 def flags(result) -> list[bool]:

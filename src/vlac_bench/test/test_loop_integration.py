@@ -15,20 +15,11 @@ import pytest
 from rl_trainer.learner import episode_batches
 from rl_trainer.rewards import RewardOptions
 from rl_trainer.storage import EpisodeStore
-import torch
 from vlac_bench.sim_loop import run_episode, start_loop, start_trainer
-from vlac_models.policy.compact import (
-    CompactPolicy,
-    CompactPolicyNet,
-    PolicyConfig,
-    save_model_dir,
-)
 from vlac_models.stamps import stamp_ns
 from vlac_ros.bags import bag_metadata, read_messages
 from vlac_ros.qos import LATCHED, TRANSITIONS
-from vlac_sim.record import record_dataset
-from vlac_sim.scene import CameraSpec
-from vlac_training.train_critic import main as train_critic
+from vlac_testing.models import tiny_policy
 
 from vlac_interfaces.msg import PolicyVersion, Transition
 
@@ -36,18 +27,9 @@ TASK = 'press_button'
 
 
 @pytest.fixture(scope='module')
-def models(tmp_path_factory) -> dict:
-    root = tmp_path_factory.mktemp('loop_models')
-    record_dataset(root / 'data', [TASK], episodes=2, failures=0,
-                   camera=CameraSpec(width=96, height=96, rate_hz=10.0), log=lambda *_: None)
-    assert train_critic(['--data', str(root / 'data'), '--out', str(root / 'critic'),
-                         '--seed', '0', '--epochs', '1', '--holdout', '0.0',
-                         '--no-progress']) == 0
-    torch.manual_seed(0)
-    net = CompactPolicyNet(PolicyConfig(frame_size=64, channels=(8, 16, 16, 8), embed_dim=32,
-                                        hidden_dim=64))
-    return {'critic': root / 'critic',
-            'policy': save_model_dir(CompactPolicy(net, seed=0), root / 'policy')}
+def models(loop_critic, tmp_path_factory) -> dict:
+    return {'critic': loop_critic,
+            'policy': tiny_policy(tmp_path_factory.mktemp('policy') / 'policy')}
 
 
 TRAINER = {'learner.min_transitions': 40, 'ppo.epochs': 2, 'ppo.minibatch_size': 32,

@@ -49,9 +49,16 @@ def test_bad_experiment_files_are_refused_with_the_reason(tmp_path):
         ExperimentFile.load(bad)
 
 
+@pytest.fixture(scope='module')
+def shared_work(tmp_path_factory):
+    """One work folder for the module: recordings (work/data) are reused across files."""
+    return tmp_path_factory.mktemp('experiments')
+
+
 @pytest.mark.timeout(600)
-def test_tiny_experiment_trains_ships_writes_the_curve_and_resumes(tmp_path, torch_one_thread):
-    work = tmp_path / 'work'
+def test_tiny_experiment_trains_ships_writes_the_curve_and_resumes(tmp_path, shared_work,
+                                                                   torch_one_thread):
+    work = shared_work
     assert main([str(TINY), '--work', str(work)]) == 0
     exp = ExperimentFile.load(TINY)
     root = run_root(exp.__class__(**{**exp.__dict__, 'work': str(work)}), 'press_button',
@@ -97,9 +104,9 @@ def test_tiny_experiment_trains_ships_writes_the_curve_and_resumes(tmp_path, tor
 
 
 @pytest.mark.timeout(600)
-def test_human_in_the_loop_variants_run_through_the_teleop_path(tmp_path, torch_one_thread):
+def test_human_in_the_loop_variants_run_through_the_teleop_path(shared_work, torch_one_thread):
     """tiny_hitl.yaml: demonstrations, takeovers on help requests, return points from stalls."""
-    work = tmp_path / 'work'
+    work = shared_work  # the tiny experiment's recordings (same counts) are reused
     hitl = REPO / 'config' / 'experiments' / 'tiny_hitl.yaml'
     assert main([str(hitl), '--work', str(work)]) == 0
     exp = ExperimentFile.load(hitl)
