@@ -23,6 +23,7 @@ setup(
     entry_points={
         'console_scripts': [
             'vlac_dds_env = vlac_ros.dds:main',
+            'lifecycle_manager = vlac_ros.lifecycle_manager_node:main',
         ],
     },
 )

@@ -25,6 +25,10 @@ For each goal (vlac_interfaces/action/RunEpisode) it:
   6. deactivates the policy node (it holds the arm), waits ``rest_time`` for the arm to come to
      rest, publishes the vlac_interfaces/EpisodeResult on ``episode_results`` (reliable,
      transient local for late trainers) and closes the bag atomically.
+Lifecycle (``autostart`` true by default: it brings itself up; false: the lifecycle manager
+does): configure creates the publishers, the recording subscriptions and the service clients;
+activate offers ``run_episode`` (accepts goals); deactivate ends a running episode (as an
+operator stop) and rejects further goals; cleanup destroys the rest.
 Which transitions and scores make up the episode is decided by ``vlac_models.episodes``, the
 rules the trainer applies too: the episode's bounds run from the moment the arm is handed to
 the policy (after the reset) to the moment it is taken back, and ``EpisodeResult.start_time``
@@ -46,7 +50,7 @@ from lifecycle_msgs.msg import Transition as LifecycleTransition
 from lifecycle_msgs.srv import ChangeState, GetState
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, String
 from vlac_models.config import doc
@@ -54,7 +58,8 @@ from vlac_models.episodes import Episode
 from vlac_models.stamps import stamp_ns
 from vlac_ros.bags import BagWriter
 from vlac_ros.executor import ResponsiveExecutor
-from vlac_ros.params import declare_dataclass
+from vlac_ros.lifecycle import autostart
+from vlac_ros.params import declare_dataclass, read_dataclass
 from vlac_ros.qos import LATCHED, RELIABLE, RESULTS, SENSOR
 from vlac_ros.spin import run_node
 
@@ -99,6 +104,8 @@ class RunnerConfig:
     return_point_service: str = field(default='return_points/next', metadata=doc(
         'vlac_interfaces/GetReturnPoint service asked for a start state when a '
         "return-and-explore goal brings none; empty: the task's own reset"))
+    autostart: bool = field(default=True, metadata=doc(
+        'configure and activate at start-up (false: a lifecycle manager brings it up)'))
 
     def validate(self) -> 'RunnerConfig':
         """Raise ValueError naming the bad value; return self."""
@@ -139,15 +146,13 @@ class EpisodeAborted(RuntimeError):
     """The episode could not start or run (reset failed, policy not available...)."""
 
 
-class EpisodeRunner(Node):
+class EpisodeRunner(LifecycleNode):
     """Runs RunEpisode goals: reset, task, policy on, record, end, policy off, result."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__('episode_runner', **kwargs)
-        self.config = cfg = declare_dataclass(self, RunnerConfig)
-        self.robot_id = cfg.robot_id or self.get_namespace().strip('/') or 'robot'
-        self.root = pathlib.Path(cfg.episodes_dir).expanduser().resolve() / self.robot_id
-        self.root.mkdir(parents=True, exist_ok=True)
+        # Validated here as well: a bad value still ends the process at start (status 2).
+        self.config = declare_dataclass(self, RunnerConfig)
         self._lock = threading.Lock()
         self._bag: BagWriter | None = None
         self._episode: Episode | None = None
@@ -156,8 +161,23 @@ class EpisodeRunner(Node):
         self._stop = threading.Event()
         self._verdict = threading.Event()
         self._busy = False
-        io = MutuallyExclusiveCallbackGroup()  # recording and signals, one at a time
         self._client_group = ReentrantCallbackGroup()
+        self.server: ActionServer | None = None
+        self._active = False
+        autostart(self)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Read the parameters; create the publishers, recording subscriptions, clients."""
+        try:
+            self.config = cfg = read_dataclass(self, RunnerConfig)
+            self.robot_id = cfg.robot_id or self.get_namespace().strip('/') or 'robot'
+            self.root = pathlib.Path(cfg.episodes_dir).expanduser().resolve() / self.robot_id
+            self.root.mkdir(parents=True, exist_ok=True)
+        except (ValueError, OSError) as err:
+            self.get_logger().error(f'configure failed, staying unconfigured: {err}')
+            return TransitionCallbackReturn.FAILURE
+        io = MutuallyExclusiveCallbackGroup()  # recording and signals, one at a time
         self.task_pub = self.create_publisher(String, 'task', LATCHED)
         self.episode_pub = self.create_publisher(String, 'episode', LATCHED)
         self.mode_pub = self.create_publisher(String, 'episode_mode', LATCHED)
@@ -200,10 +220,51 @@ class EpisodeRunner(Node):
                                                callback_group=self._client_group)
         self.get_state = self.create_client(GetState, f'{policy}/get_state',
                                             callback_group=self._client_group)
-        self.server = ActionServer(self, RunEpisode, 'run_episode', self._execute,
-                                   goal_callback=self._on_goal, cancel_callback=self._on_cancel,
-                                   callback_group=ReentrantCallbackGroup())
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Accept run_episode goals (the action server is made once, then kept)."""
+        if self.server is None:  # rclpy cannot destroy an action server while spinning
+            self.server = ActionServer(self, RunEpisode, 'run_episode', self._execute,
+                                       goal_callback=self._on_goal,
+                                       cancel_callback=self._on_cancel,
+                                       callback_group=ReentrantCallbackGroup())
+        self._active = True
         self.get_logger().info(f'ready: episodes recorded under {self.root}')
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Reject further goals; a running episode ends (as an operator stop would)."""
+        self._end_episode()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Destroy the publishers, subscriptions and clients."""
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Release everything."""
+        self._end_episode()
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _end_episode(self) -> None:
+        self._active = False
+        deadline = time.monotonic() + self.config.service_timeout + self.config.rest_time
+        while self._busy and time.monotonic() < deadline:
+            self._stop.set()  # the episode ends, deactivates the policy and reports
+            time.sleep(0.05)
+
+    def _teardown(self) -> None:
+        for subscription in list(self.subscriptions):  # all made by on_configure
+            self.destroy_subscription(subscription)
+        for client in list(self.clients):
+            self.destroy_client(client)
+        for name in ('task_pub', 'episode_pub', 'mode_pub', 'result_pub'):
+            if getattr(self, name, None) is not None:
+                self.destroy_publisher(getattr(self, name))
+                setattr(self, name, None)
 
     # -- signals and recording ---------------------------------------------------------------
     def _record(self, topic: str, msg) -> None:
@@ -302,6 +363,9 @@ class EpisodeRunner(Node):
     # -- action server -----------------------------------------------------------------------
     def _on_goal(self, goal: RunEpisode.Goal) -> GoalResponse:
         with self._lock:
+            if not self._active:
+                self.get_logger().error('goal rejected: the runner is not active')
+                return GoalResponse.REJECT
             if self._busy:
                 self.get_logger().error('goal rejected: an episode is already running')
                 return GoalResponse.REJECT

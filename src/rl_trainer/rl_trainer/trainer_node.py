@@ -14,6 +14,11 @@ fresh transitions are pending: PPO update, checkpoint, new weights file, PolicyV
 Restart-safe: on start the learner resumes from its newest checkpoint; episodes stored but not
 yet trained are trained, those in the checkpoint never again; the current version is
 published again (latched) so robots that missed it catch up.
+
+Lifecycle (``autostart`` true by default: it brings itself up; false: the lifecycle manager
+does): configure reads the parameters, loads the learner and creates the version
+publishers; activate subscribes to the robots, starts the training worker and publishes the
+current version; deactivate stops both; cleanup frees the learner.
 """
 
 from __future__ import annotations
@@ -25,12 +30,13 @@ import time
 
 from builtin_interfaces.msg import Time
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from vlac_models.config import doc
 from vlac_models.episodes import Episode
 from vlac_models.stamps import stamp_seconds
 from vlac_ros.executor import ResponsiveExecutor
-from vlac_ros.params import declare_dataclass
+from vlac_ros.lifecycle import autostart
+from vlac_ros.params import declare_dataclass, read_dataclass
 from vlac_ros.qos import LATCHED, PROGRESS, RESULTS, TRANSITIONS
 from vlac_ros.spin import run_node
 
@@ -55,6 +61,8 @@ class TrainerNodeConfig:
         'scores) before storing what arrived, s'))
     tensorboard: bool = field(default=True, metadata=doc(
         'write TensorBoard scalars to <work_dir>/logs'))
+    autostart: bool = field(default=True, metadata=doc(
+        'configure and activate at start-up (false: a lifecycle manager brings it up)'))
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
     rewards: RewardOptions = field(default_factory=RewardOptions)
@@ -76,29 +84,55 @@ class TrainerNodeConfig:
 
 
 
-class TrainerNode(Node):
+class TrainerNode(LifecycleNode):
     """Collects episodes from robots, trains, ships new policy versions."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__('trainer_node', **kwargs)
-        self.config = cfg = declare_dataclass(self, TrainerNodeConfig)
-        writer = None
-        if cfg.tensorboard:
-            import pathlib
-
-            from torch.utils.tensorboard import SummaryWriter
-            writer = SummaryWriter(str(pathlib.Path(cfg.learner.work_dir).expanduser()
-                                       / 'logs' / 'tensorboard'))
-        self.learner = Learner(cfg.learner, cfg.ppo, cfg.rewards, writer)
+        # Validated here as well: a bad value still ends the process at start (status 2).
+        self.config = declare_dataclass(self, TrainerNodeConfig)
+        self.learner: Learner | None = None
         self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._inbox = MutuallyExclusiveCallbackGroup()
+        self.version_pubs = {}
+        autostart(self)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Read the parameters, load the learner (newest checkpoint), create the publishers."""
+        try:
+            self.config = cfg = read_dataclass(self, TrainerNodeConfig)
+            writer = None
+            if cfg.tensorboard:
+                import pathlib
+
+                from torch.utils.tensorboard import SummaryWriter
+                writer = SummaryWriter(str(pathlib.Path(cfg.learner.work_dir).expanduser()
+                                           / 'logs' / 'tensorboard'))
+            self.learner = Learner(cfg.learner, cfg.ppo, cfg.rewards, writer)
+        except (ValueError, OSError, RuntimeError) as err:
+            self.get_logger().error(f'configure failed, staying unconfigured: {err}')
+            return TransitionCallbackReturn.FAILURE
         self._transitions: dict[tuple[str, str], dict[int, Transition]] = \
             collections.defaultdict(dict)  # (robot, episode id) -> step -> transition
         self._progress: dict[str, collections.deque] = {
             r: collections.deque() for r in cfg.robots}
         self._results: list[tuple[float, str, EpisodeResult]] = []
-        self._wake = threading.Event()
-        inbox = MutuallyExclusiveCallbackGroup()
-        self.version_pubs = {}
+        self.version_pubs = {robot: self.create_publisher(
+            PolicyVersion, f'/{robot.strip("/")}/policy_version', LATCHED)
+            for robot in cfg.robots}
+        self.get_logger().info(
+            f'learning from {list(cfg.robots)}: policy {cfg.learner.backend} version '
+            f'{self.learner.version}, {len(self.learner.pending())} stored episodes pending, '
+            f'weights in {self.learner.weights_dir}')
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Subscribe to the robots, start the worker, publish the current version again."""
+        cfg, inbox = self.config, self._inbox
         for robot in cfg.robots:
             ns = '/' + robot.strip('/')
             self.create_subscription(Transition, f'{ns}/transitions',
@@ -110,18 +144,46 @@ class TrainerNode(Node):
             self.create_subscription(EpisodeResult, f'{ns}/episode_results',
                                      lambda m, r=robot: self._on_result(r, m), RESULTS,
                                      callback_group=inbox)
-            self.version_pubs[robot] = self.create_publisher(
-                PolicyVersion, f'{ns}/policy_version', LATCHED)
-        self._stop = threading.Event()
+        self._stop.clear()
         self._worker = threading.Thread(target=self._work, name='trainer', daemon=True)
         self._worker.start()
-        self.get_logger().info(
-            f'learning from {list(cfg.robots)}: policy {cfg.learner.backend} version '
-            f'{self.learner.version}, {len(self.learner.pending())} stored episodes pending, '
-            f'weights in {self.learner.weights_dir}')
         if self.learner.version > 0:
             path, digest = self.learner.publish_weights()
             self._publish_version(path, digest)
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop listening and stop the worker (after the update it may be running)."""
+        self._stop_worker()
+        for subscription in list(self.subscriptions):  # all made by on_activate
+            self.destroy_subscription(subscription)
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Destroy the publishers and free the learner (episodes stay on disk)."""
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Release everything."""
+        self._stop_worker()
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_worker(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._worker is not None:
+            self._worker.join(timeout=30.0)
+            self._worker = None
+
+    def _teardown(self) -> None:
+        for publisher in self.version_pubs.values():
+            self.destroy_publisher(publisher)
+        self.version_pubs = {}
+        if self.learner is not None and self.learner.writer is not None:
+            self.learner.writer.close()
+        self.learner = None
 
     # -- inbox -----------------------------------------------------------------------------
     def _on_transition(self, robot: str, msg: Transition) -> None:
@@ -226,9 +288,7 @@ class TrainerNode(Node):
 
     def destroy_node(self) -> None:
         """Stop the worker before the node goes."""
-        self._stop.set()
-        self._wake.set()
-        self._worker.join(timeout=30.0)
+        self._stop_worker()
         super().destroy_node()
 
 
