@@ -5,8 +5,11 @@ Usage (real arm, dry run until the arm config says otherwise):
         policy_model:=/models/policy critic_model:=/models/critic weights_dir:=/data/weights
 
 ``arm`` names a file in vlac_bringup's config/arms (or gives a path): swapping the arm is a
-YAML file. The policy node and the critic are lifecycle nodes started with ``autostart`` for the
-critic; the episode runner configures and activates the policy per episode.
+YAML file. The critic, the policy node and the episode runner are lifecycle nodes brought up in
+order by ``lifecycle_manager`` (vlac_ros; docs/bringup.md): critic configured and active, then
+the policy configured (the runner activates it per episode), then the runner active; a node
+whose process died is brought back to its state when it respawns (``respawn`` restarts it).
+``lifecycle_manager:=false`` uses each node's own ``autostart`` instead.
 
 ``teleop:=xbox`` (playstation, spacemouse, keyboard) adds the operator: teleop.launch.py with
 that device, at the policy node's rate and in the arm's base frame (both read from the arm
@@ -51,6 +54,7 @@ def _nodes(context):
     loop = LaunchConfiguration('loop_config').perform(context)
     namespace = LaunchConfiguration('namespace')
     teleop = LaunchConfiguration('teleop').perform(context)
+    managed = LaunchConfiguration('lifecycle_manager').perform(context) == 'true'
     operator = []
     if teleop != 'none':
         rate_hz, base_frame = _policy_rate_and_frame(arm)
@@ -59,19 +63,27 @@ def _nodes(context):
             launch_arguments={'namespace': namespace, 'device': teleop, 'rate_hz': rate_hz,
                               'base_frame': base_frame,
                               'episodes_dir': LaunchConfiguration('episodes_dir')}.items()))
-    return operator + [
+    respawn = {'respawn': managed, 'respawn_delay': 2.0}
+    manager = [Node(
+        package='vlac_ros', executable='lifecycle_manager', name='lifecycle_manager',
+        namespace=namespace, output='screen',
+        parameters=[{'node_names': ['vlac_reward_node', 'vlac_policy_node', 'episode_runner'],
+                     'configure_only': ['vlac_policy_node'], 'autostart': True}])] \
+        if managed else []
+    return operator + manager + [
         Node(package='vlac_policy_node', executable='vlac_policy_node',
-             name='vlac_policy_node', namespace=namespace, output='screen',
+             name='vlac_policy_node', namespace=namespace, output='screen', **respawn,
              parameters=[arm, {'model_path': LaunchConfiguration('policy_model'),
                                'weights_dir': LaunchConfiguration('weights_dir')}]),
         Node(package='vlac_reward_node', executable='vlac_reward_node',
-             name='vlac_reward_node', namespace=namespace, output='screen',
+             name='vlac_reward_node', namespace=namespace, output='screen', **respawn,
              parameters=[loop, {'model_path': LaunchConfiguration('critic_model'),
-                                'autostart': True}]),
+                                'autostart': not managed}]),
         Node(package='rl_runner', executable='episode_runner', name='episode_runner',
-             namespace=namespace, output='screen',
+             namespace=namespace, output='screen', **respawn,
              parameters=[loop, {'episodes_dir': LaunchConfiguration('episodes_dir'),
-                                'reset_service': LaunchConfiguration('reset_service')}]),
+                                'reset_service': LaunchConfiguration('reset_service'),
+                                'autostart': not managed}]),
     ]
 
 
@@ -93,6 +105,10 @@ def generate_launch_description():
                               description='root folder of the episode recordings'),
         DeclareLaunchArgument('reset_service', default_value='sim/reset',
                               description="'' on a real arm: the operator signals ready"),
+        DeclareLaunchArgument('lifecycle_manager', default_value='true',
+                              choices=['true', 'false'],
+                              description='ordered bring-up and restarts by lifecycle_manager '
+                              "(false: the nodes' own autostart)"),
         DeclareLaunchArgument('teleop', default_value='none',
                               choices=['none', *TELEOP_DEVICES],
                               description='teleop device of the operator (teleop.launch.py); '

@@ -27,6 +27,7 @@ OVERRIDES = {
 }
 LAUNCHED = {
     ('vlac_sim', 'sim_node'), ('vlac_sim', 'expert_teleop'), ('vlac_sim', 'sim_operator'),
+    ('vlac_ros', 'lifecycle_manager'),
     ('vlac_policy_node', 'vlac_policy_node'), ('vlac_reward_node', 'vlac_reward_node'),
     ('rl_runner', 'episode_runner'), ('rl_trainer', 'trainer_node'),
     ('hitl_teleop', 'teleop_node'), ('hitl_teleop', 'return_point_server'),

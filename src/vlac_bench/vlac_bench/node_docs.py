@@ -40,6 +40,8 @@ NODES = (
     ('return_point_server', 'hitl_teleop', 'hitl_teleop.return_point_node:'
      'ReturnPointServerConfig', '',
      'return points (recorded states where progress stalled) for return-and-explore.'),
+    ('lifecycle_manager', 'vlac_ros', 'vlac_ros.lifecycle_manager:LifecycleManagerConfig', '',
+     'ordered bring-up and bring-down of the lifecycle nodes, liveness, restarts.'),
     ('sim_operator', 'vlac_sim', 'vlac_sim.sim_operator_node:SimOperatorConfig', '',
      "the scripted expert as a person at a teleop device: publishes the device's Joy."),
 )

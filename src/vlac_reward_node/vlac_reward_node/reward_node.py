@@ -36,7 +36,7 @@ import time
 import cv2
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 import numpy as np
-from rclpy.action import ActionServer
+from rclpy.action import ActionServer, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.subscription import Subscription
@@ -90,6 +90,7 @@ class RewardNode(LifecycleNode):
         self._services_live: list = []
         self._diagnostics_timer = None
         self._action = None
+        self._serving = False  # score_trajectory goals accepted (active)
         self._stream_group = ReentrantCallbackGroup()  # camera frames, scored in place
         self._control_group = MutuallyExclusiveCallbackGroup()  # task topic, diagnostics
         self._service_group = ReentrantCallbackGroup()
@@ -147,9 +148,12 @@ class RewardNode(LifecycleNode):
                                 callback_group=self._service_group)]
         self._diagnostics_timer = self.create_timer(1.0, self._publish_diagnostics,
                                                     callback_group=self._control_group)
-        self._action = ActionServer(self, ScoreTrajectory, 'score_trajectory',
-                                    self._on_score_trajectory,
-                                    callback_group=self._service_group)
+        if self._action is None:  # made once: rclpy cannot destroy one while spinning
+            self._action = ActionServer(self, ScoreTrajectory, 'score_trajectory',
+                                        self._on_score_trajectory,
+                                        goal_callback=self._on_trajectory_goal,
+                                        callback_group=self._service_group)
+        self._serving = True
         self._new_episode(cfg.task)
         return super().on_activate(state)
 
@@ -181,10 +185,11 @@ class RewardNode(LifecycleNode):
         if self._diagnostics_timer is not None:
             self.destroy_timer(self._diagnostics_timer)
             self._diagnostics_timer = None
-        if self._action is not None:
-            self._action.destroy()
-            self._action = None
+        self._serving = False  # the action server stays; goals are refused until activated
         self.mailbox.clear()
+
+    def _on_trajectory_goal(self, goal: ScoreTrajectory.Goal) -> GoalResponse:
+        return GoalResponse.ACCEPT if self._serving else GoalResponse.REJECT
 
     def _free_model(self) -> None:
         with self._model_lock:

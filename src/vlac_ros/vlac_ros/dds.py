@@ -6,13 +6,22 @@ memory for large frames, UDP bound to 127.0.0.1, no multicast on the LAN. A miss
 is an error, never a silent fallback (Fast DDS would then multicast on the network card).
 
 ``vlac_dds_env`` prints the same settings as shell exports: ``eval "$(vlac_dds_env)"`` before
-running nodes by hand on a machine without a robot network. On a lab robot leave DDS at its
-LAN defaults (or the discovery set-up in docs/).
+running nodes by hand on a machine without a robot network.
+
+``peers_env`` is the set-up for robot PCs and a trainer on separate hosts (docs/deploy.md):
+a profile written by ``peers_profile`` with UDP only on the host's own address, discovery by a
+static list of peer addresses (unicast, never multicast), no shared memory and no data sharing
+(so every byte between participants crosses the network, even when two "hosts" are network
+namespaces of one machine). ``vlac_dds_env --own ADDR --peer ADDR --profile FILE`` writes that
+profile and prints its exports.
 """
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Sequence
 from importlib import resources
+import ipaddress
 import os
 import pathlib
 import shlex
@@ -59,9 +68,120 @@ def apply_loopback_env(**kwargs) -> None:
     os.environ.update(env)
 
 
-def main() -> None:
-    """Print ``export``/``unset`` lines for the loopback profile."""
-    env = loopback_env({})
+def _ipv4(address: str, what: str) -> str:
+    """``address`` as a normalised IPv4 unicast address; ValueError naming it otherwise."""
+    try:
+        parsed = ipaddress.IPv4Address(address)
+    except ValueError:
+        raise ValueError(f'{what} {address!r} is not an IPv4 address') from None
+    if parsed.is_multicast or parsed.is_unspecified or parsed.is_loopback:
+        raise ValueError(f'{what} {address!r} must be a unicast address of a network card')
+    return str(parsed)
+
+
+PEERS_MAX_PARTICIPANTS = 32
+"""Participants per host reached through the peer list (one per node process; ports tried)."""
+
+
+def peers_profile(own_address: str, peers: Sequence[str],
+                  max_participants: int = PEERS_MAX_PARTICIPANTS) -> str:
+    """Fast DDS profile (XML text) for a host at ``own_address`` talking to ``peers``.
+
+    - UDPv4 only, bound to ``own_address``: this host's nodes talk to each other over it too
+      (the kernel keeps local traffic off the wire), and nothing is sent on other cards.
+    - Discovery by unicast to the initial peers ``own_address`` + ``peers``: participant ids
+      0..``max_participants - 1`` at each (one per node process), never multicast.
+    - No shared memory transport and data sharing off: two hosts that share /dev/shm (network
+      namespaces, containers) would otherwise bypass the network.
+    """
+    own = _ipv4(own_address, 'own address')
+    others = [_ipv4(p, 'peer address') for p in peers]
+    if not others:
+        raise ValueError('peers must list at least one other host address')
+    if own in others:
+        raise ValueError(f'own address {own} is also listed as a peer')
+    if not 1 <= max_participants <= 120:
+        raise ValueError(f'max_participants {max_participants} outside 1..120')
+    locators = '\n'.join(f'          <locator><udpv4><address>{a}</address></udpv4></locator>'
+                         for a in [own, *others])
+    no_sharing = '<qos><data_sharing><kind>OFF</kind></data_sharing></qos>'
+    return f"""<?xml version="1.0" encoding="UTF-8" ?>
+<!--
+  Fast DDS profile for a host at {own} with static peers {', '.join(others)}
+  (written by vlac_ros.dds.peers_profile; see docs/deploy.md). Use it by exporting
+  FASTRTPS_DEFAULT_PROFILES_FILE=<this file> with ROS_AUTOMATIC_DISCOVERY_RANGE unset.
+-->
+<profiles xmlns="http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles">
+  <transport_descriptors>
+    <transport_descriptor>
+      <transport_id>vlac_udp_peers</transport_id>
+      <type>UDPv4</type>
+      <maxInitialPeersRange>{max_participants}</maxInitialPeersRange>
+      <interfaceWhiteList>
+        <address>{own}</address>
+      </interfaceWhiteList>
+    </transport_descriptor>
+  </transport_descriptors>
+  <participant profile_name="vlac_peers" is_default_profile="true">
+    <rtps>
+      <builtin>
+        <!-- A unicast metatraffic locator and no multicast one: discovery is unicast only. -->
+        <metatrafficUnicastLocatorList>
+          <locator/>
+        </metatrafficUnicastLocatorList>
+        <initialPeersList>
+{locators}
+        </initialPeersList>
+      </builtin>
+      <userTransports>
+        <transport_id>vlac_udp_peers</transport_id>
+      </userTransports>
+      <useBuiltinTransports>false</useBuiltinTransports>
+    </rtps>
+  </participant>
+  <data_writer profile_name="vlac_peers_writer" is_default_profile="true">
+    {no_sharing}
+  </data_writer>
+  <data_reader profile_name="vlac_peers_reader" is_default_profile="true">
+    {no_sharing}
+  </data_reader>
+</profiles>
+"""
+
+
+def peers_env(own_address: str, peers: Sequence[str], profile: os.PathLike,
+              base: dict[str, str] | None = None, *, domain_id: int | None = None,
+              log_dir: os.PathLike | None = None) -> dict[str, str]:
+    """Environment for a host at ``own_address`` whose DDS peers are ``peers`` (other hosts).
+
+    Writes ``peers_profile(own_address, peers)`` to ``profile`` and returns a copy of
+    ``base`` (default os.environ) pointing Fast DDS at it, with the variables that would
+    override it removed. Every host of one deployment uses the same ``domain_id``.
+    """
+    path = pathlib.Path(profile)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(peers_profile(own_address, peers))
+    env = loopback_env(base, domain_id=domain_id, log_dir=log_dir)
+    env['FASTRTPS_DEFAULT_PROFILES_FILE'] = str(path.resolve())
+    return env
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Print ``export``/``unset`` lines: the loopback profile, or with ``--own`` static peers."""
+    parser = argparse.ArgumentParser(
+        prog='vlac_dds_env', description="Print shell exports for this stack's DDS set-up: "
+        'loopback only (default), or a host talking to static peers (docs/deploy.md).')
+    parser.add_argument('--own', help="this host's address on the robot network")
+    parser.add_argument('--peer', action='append', default=[],
+                        help='address of another host (robot PC or trainer); repeat per host')
+    parser.add_argument('--profile', help='where to write the peers profile (with --own)')
+    args = parser.parse_args(argv)
+    if args.own is None:
+        env = loopback_env({})
+    elif not args.peer or not args.profile:
+        parser.error('--own needs at least one --peer and --profile')
+    else:
+        env = peers_env(args.own, args.peer, args.profile, {})
     print('unset ROS_AUTOMATIC_DISCOVERY_RANGE ROS_LOCALHOST_ONLY ROS_STATIC_PEERS '
           'FASTDDS_DEFAULT_PROFILES_FILE')
     for key in ('RMW_IMPLEMENTATION', 'FASTRTPS_DEFAULT_PROFILES_FILE'):
