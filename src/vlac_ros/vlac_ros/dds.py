@@ -84,15 +84,19 @@ PEERS_MAX_PARTICIPANTS = 32
 
 
 def peers_profile(own_address: str, peers: Sequence[str],
-                  max_participants: int = PEERS_MAX_PARTICIPANTS) -> str:
+                  max_participants: int = PEERS_MAX_PARTICIPANTS,
+                  shared_memory: bool = False) -> str:
     """Fast DDS profile (XML text) for a host at ``own_address`` talking to ``peers``.
 
-    - UDPv4 only, bound to ``own_address``: this host's nodes talk to each other over it too
+    - UDPv4 bound to ``own_address``: this host's nodes talk to each other over it too
       (the kernel keeps local traffic off the wire), and nothing is sent on other cards.
     - Discovery by unicast to the initial peers ``own_address`` + ``peers``: participant ids
       0..``max_participants - 1`` at each (one per node process), never multicast.
-    - No shared memory transport and data sharing off: two hosts that share /dev/shm (network
-      namespaces, containers) would otherwise bypass the network.
+    - No shared memory transport (unless ``shared_memory``) and data sharing off: hosts that
+      share /dev/shm (network namespaces, containers on one machine) would otherwise bypass
+      the network. ``shared_memory`` adds the 16 MiB-segment SHM transport of the loopback
+      profile for large camera frames between one real host's own nodes; Fast DDS uses it only
+      between participants of one machine, so never set it for namespaces of one machine.
     """
     own = _ipv4(own_address, 'own address')
     others = [_ipv4(p, 'peer address') for p in peers]
@@ -102,8 +106,15 @@ def peers_profile(own_address: str, peers: Sequence[str],
         raise ValueError(f'own address {own} is also listed as a peer')
     if not 1 <= max_participants <= 120:
         raise ValueError(f'max_participants {max_participants} outside 1..120')
+    shm = ('' if not shared_memory else """
+    <transport_descriptor>
+      <transport_id>vlac_shm</transport_id>
+      <type>SHM</type>
+      <segment_size>16777216</segment_size>
+    </transport_descriptor>""")
     locators = '\n'.join(f'          <locator><udpv4><address>{a}</address></udpv4></locator>'
                          for a in [own, *others])
+    shm_use = '\n        <transport_id>vlac_shm</transport_id>' if shared_memory else ''
     no_sharing = '<qos><data_sharing><kind>OFF</kind></data_sharing></qos>'
     return f"""<?xml version="1.0" encoding="UTF-8" ?>
 <!--
@@ -120,7 +131,7 @@ def peers_profile(own_address: str, peers: Sequence[str],
       <interfaceWhiteList>
         <address>{own}</address>
       </interfaceWhiteList>
-    </transport_descriptor>
+    </transport_descriptor>{shm}
   </transport_descriptors>
   <participant profile_name="vlac_peers" is_default_profile="true">
     <rtps>
@@ -134,7 +145,7 @@ def peers_profile(own_address: str, peers: Sequence[str],
         </initialPeersList>
       </builtin>
       <userTransports>
-        <transport_id>vlac_udp_peers</transport_id>
+        <transport_id>vlac_udp_peers</transport_id>{shm_use}
       </userTransports>
       <useBuiltinTransports>false</useBuiltinTransports>
     </rtps>
@@ -151,16 +162,18 @@ def peers_profile(own_address: str, peers: Sequence[str],
 
 def peers_env(own_address: str, peers: Sequence[str], profile: os.PathLike,
               base: dict[str, str] | None = None, *, domain_id: int | None = None,
-              log_dir: os.PathLike | None = None) -> dict[str, str]:
+              log_dir: os.PathLike | None = None, shared_memory: bool = False
+              ) -> dict[str, str]:
     """Environment for a host at ``own_address`` whose DDS peers are ``peers`` (other hosts).
 
-    Writes ``peers_profile(own_address, peers)`` to ``profile`` and returns a copy of
+    Writes ``peers_profile(own_address, peers, shared_memory=shared_memory)`` to ``profile``
+    and returns a copy of
     ``base`` (default os.environ) pointing Fast DDS at it, with the variables that would
     override it removed. Every host of one deployment uses the same ``domain_id``.
     """
     path = pathlib.Path(profile)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(peers_profile(own_address, peers))
+    path.write_text(peers_profile(own_address, peers, shared_memory=shared_memory))
     env = loopback_env(base, domain_id=domain_id, log_dir=log_dir)
     env['FASTRTPS_DEFAULT_PROFILES_FILE'] = str(path.resolve())
     return env
@@ -175,13 +188,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument('--peer', action='append', default=[],
                         help='address of another host (robot PC or trainer); repeat per host')
     parser.add_argument('--profile', help='where to write the peers profile (with --own)')
+    parser.add_argument('--shm', action='store_true',
+                        help="also shared memory between this host's own nodes (real hosts "
+                        'only, never network namespaces of one machine)')
     args = parser.parse_args(argv)
     if args.own is None:
         env = loopback_env({})
     elif not args.peer or not args.profile:
         parser.error('--own needs at least one --peer and --profile')
     else:
-        env = peers_env(args.own, args.peer, args.profile, {})
+        env = peers_env(args.own, args.peer, args.profile, {}, shared_memory=args.shm)
     print('unset ROS_AUTOMATIC_DISCOVERY_RANGE ROS_LOCALHOST_ONLY ROS_STATIC_PEERS '
           'FASTDDS_DEFAULT_PROFILES_FILE')
     for key in ('RMW_IMPLEMENTATION', 'FASTRTPS_DEFAULT_PROFILES_FILE'):

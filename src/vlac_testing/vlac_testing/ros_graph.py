@@ -8,6 +8,11 @@ process group, then SIGTERM, then SIGKILL, and verifies nothing survived.
 
 Children are also killed if the test process itself dies (``setpriv --pdeathsig``), so a
 crashed or killed test run leaves no orphans behind.
+
+Nodes may also run on another "host": ``graph.host(netns, env)`` starts them inside a Linux
+network namespace (``ip netns exec``, see ``vlac_testing.netns``) with that host's DDS
+environment (e.g. ``vlac_ros.dds.peers_env``); the test's own node stays on loopback in the
+root namespace and cannot see them.
 """
 
 from __future__ import annotations
@@ -258,11 +263,14 @@ class RosGraph:
                    namespace: str = '', parameters: dict[str, Any] | None = None,
                    params_files: Sequence[os.PathLike] = (),
                    remappings: dict[str, str] | None = None, arguments: Sequence[str] = (),
-                   env: dict[str, str] | None = None) -> NodeProcess:
+                   env: dict[str, str] | None = None, netns: str | None = None
+                   ) -> NodeProcess:
         """Start a node executable as a child process, as ``ros2 run`` would.
 
         ``params_files`` (e.g. the package's real config YAML) are passed first, then
         ``parameters`` written to a file keyed by the node's name, so the dict wins.
+        ``env`` entries override the graph's environment; ``netns`` runs the node inside that
+        network namespace.
         """
         argv = [self.resolve_executable(executable, package), *arguments, '--ros-args',
                 '-r', f'__node:={name}']
@@ -274,17 +282,36 @@ class RosGraph:
             argv += ['--params-file', str(self.write_params(name, namespace, parameters))]
         for src, dst in (remappings or {}).items():
             argv += ['-r', f'{src}:={dst}']
-        return self.start_process(argv, name=name, env=env)
+        return self.start_process(argv, name=name, env=env, netns=netns)
 
     def start_process(self, argv: Sequence[str], *, name: str,
-                      env: dict[str, str] | None = None) -> NodeProcess:
-        """Start any command (e.g. ``[sys.executable, '-m', ...]``) on this graph's domain."""
+                      env: dict[str, str] | None = None, netns: str | None = None
+                      ) -> NodeProcess:
+        """Start any command (e.g. ``[sys.executable, '-m', ...]``) on this graph's domain.
+
+        With ``netns`` it runs inside that network namespace (``ip netns exec``: same pid, so
+        stopping and the orphan guard work as for any child).
+        """
         proc_env = dict(self.env)
         proc_env.update(env or {})
+        if netns is not None:
+            from vlac_testing.netns import TwoHosts
+
+            argv = [*TwoHosts.exec_prefix(netns), *argv]
         log_path = self.workdir / f'{len(self.processes):02d}_{name}.log'
         process = NodeProcess(name, argv, proc_env, log_path, cwd=self.workdir)
         self.processes.append(process)
         return process
+
+    def host(self, netns: str, env: dict[str, str]) -> 'GraphHost':
+        """A view of this graph whose ``start_node``/``start_process`` run in ``netns``.
+
+        ``env`` (that host's DDS set-up, e.g. ``vlac_ros.dds.peers_env``) overrides the
+        graph's loopback environment for those processes. Pass the view wherever a graph is
+        expected for starting nodes (e.g. ``vlac_bench.sim_loop.start_robot``); the processes
+        still belong to this graph (logs, teardown).
+        """
+        return GraphHost(self, netns, env)
 
     # -- waiting on graph state ------------------------------------------------------------
     def wait_for(self, predicate: Callable[[], Any], timeout: float = 10.0, what: str = '',
@@ -355,3 +382,28 @@ class RosGraph:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class GraphHost:
+    """``RosGraph.host``: the same graph, starting its processes on another (network) host."""
+
+    def __init__(self, graph: RosGraph, netns: str, env: dict[str, str]) -> None:
+        self.graph = graph
+        self.netns = netns
+        self.env = dict(env)
+
+    def start_node(self, executable: str, *, env: dict[str, str] | None = None,
+                   **kwargs: Any) -> NodeProcess:
+        """``RosGraph.start_node`` inside this host's namespace, with its environment."""
+        return self.graph.start_node(executable, env={**self.env, **(env or {})},
+                                     netns=self.netns, **kwargs)
+
+    def start_process(self, argv: Sequence[str], *, env: dict[str, str] | None = None,
+                      **kwargs: Any) -> NodeProcess:
+        """``RosGraph.start_process`` inside this host's namespace, with its environment."""
+        return self.graph.start_process(argv, env={**self.env, **(env or {})},
+                                        netns=self.netns, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        # Everything else (workdir, logs, wait_for, processes) is the graph's own.
+        return getattr(self.graph, name)
