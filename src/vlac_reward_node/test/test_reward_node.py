@@ -45,7 +45,7 @@ def train_critic(root: pathlib.Path, episodes: int, epochs: int) -> pathlib.Path
                    camera=CameraSpec(rate_hz=10.0, **CAMERA), log=lambda *_: None)
     assert train_main(['--data', str(root / 'data'), '--out', str(root / 'model'),
                        '--seed', '0', '--epochs', str(epochs), '--holdout', '0.0',
-                       '--threads', '1', '--no-progress']) == 0
+                       '--threads', '2', '--no-progress']) == 0
     return root / 'model'
 
 

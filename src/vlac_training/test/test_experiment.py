@@ -118,7 +118,8 @@ def test_human_in_the_loop_variants_run_through_the_teleop_path(shared_work, tor
 
     # demo_replay: the operator's demonstrations are stored as demonstration episodes.
     root = run_root(exp, 'press_button', RunSpec('demo_replay', 'progress'), 0)
-    stored = sorted(p.name for p in (root / 'trainer' / 'episodes' / 'sim_1').iterdir())
+    stored = sorted(p.name for p in (root / 'trainer' / 'episodes' / 'sim_1').iterdir()
+                    if not p.name.startswith('.'))
     assert stored[:2] == ['demo0000', 'demo0001']
     log = (root / 'run.log').read_text()
     assert 'demonstrations by the simulated operator stored' in log
