@@ -113,14 +113,19 @@ def decide(policy, observation: PolicyObservation, arm: ArmState, safety: Safety
         action, notes = limit_action(output.action, arm, safety)
     except UnsafeAction as err:
         raise Hold('unsafe', f'action rejected: {err}') from err
-    command = gripper = None
-    if not dry_run:
-        try:
-            command = adapter.command(action, arm, header)
-        except IkError as err:
-            raise Hold('ik', f'no joint command for the action: {err}') from err
-        gripper = adapter.gripper_command(action, header)
-    return Decision(output, action, notes, command, gripper)
+    return Decision(output, action, notes, *_commands(action, arm, adapter, header, dry_run))
+
+
+def _commands(action: EefAction, arm: ArmState, adapter: ArmAdapter, header: Header,
+              dry_run: bool) -> tuple[object | None, object | None]:
+    """The adapter's (arm, gripper) commands for a limited action; (None, None) in a dry run."""
+    if dry_run:
+        return None, None
+    try:
+        command = adapter.command(action, arm, header)
+    except IkError as err:
+        raise Hold('ik', f'no joint command for the action: {err}') from err
+    return command, adapter.gripper_command(action, header)
 
 
 def operator_action(msg: DeltaAction, base_frame: str) -> EefAction:
@@ -163,15 +168,8 @@ def decide_operator(policy, observation: PolicyObservation, arm: ArmState, actio
             log_prob, value = float(lp[0]), float(v[0])
     except (PolicyError, ValueError, NotImplementedError, AttributeError):
         pass  # a backend that cannot score this action: the transition says 0.0
-    command = gripper = None
-    if not dry_run:
-        try:
-            command = adapter.command(limited, arm, header)
-        except IkError as err:
-            raise Hold('ik', f'no joint command for the operator action: {err}') from err
-        gripper = adapter.gripper_command(limited, header)
-    return Decision(PolicyOutput(limited, tokens, log_prob, value), limited, notes, command,
-                    gripper)
+    return Decision(PolicyOutput(limited, tokens, log_prob, value), limited, notes,
+                    *_commands(limited, arm, adapter, header, dry_run))
 
 
 def delta_msg(action: EefAction, header: Header) -> DeltaAction:

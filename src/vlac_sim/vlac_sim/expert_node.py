@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from geometry_msgs.msg import PoseStamped, TwistStamped
-import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String
@@ -26,8 +25,9 @@ from vlac_ros.qos import LATCHED, RELIABLE
 from vlac_ros.spin import run_node
 
 from vlac_interfaces.msg import GroundTruth
-from vlac_sim.experts import BEHAVIOURS, ExpertObservation, ScriptedExpert
-from vlac_sim.scene import BASE_FRAME, FINGER_JOINTS
+from vlac_sim import ros_msgs
+from vlac_sim.experts import BEHAVIOURS, ScriptedExpert
+from vlac_sim.scene import BASE_FRAME
 from vlac_sim.tasks import TASKS
 
 
@@ -84,9 +84,9 @@ class ExpertTeleop(Node):
         self._pose = msg
 
     def _on_joints(self, msg: JointState) -> None:
-        fingers = [p for n, p in zip(msg.name, msg.position, strict=False) if n in FINGER_JOINTS]
-        if len(fingers) == 2:
-            self._gripper = float(sum(fingers))
+        opening = ros_msgs.finger_opening(msg)
+        if opening is not None:
+            self._gripper = opening
 
     def _on_instruction(self, msg: String) -> None:
         if self.expert is not None:  # every (re)published instruction marks a reset
@@ -103,12 +103,8 @@ class ExpertTeleop(Node):
         if self.expert is None or self._truth is None or self._pose is None:
             return
         now = self.get_clock().now()
-        p, q = self._pose.pose.position, self._pose.pose.orientation
-        objects = {name: np.array([pose.position.x, pose.position.y, pose.position.z])
-                   for name, pose in zip(self._truth.object_names, self._truth.object_poses,
-                                         strict=True)}
-        obs = ExpertObservation(np.array([p.x, p.y, p.z]), np.array([q.x, q.y, q.z, q.w]),
-                                self._gripper, objects, (now - self._start).nanoseconds * 1e-9)
+        obs = ros_msgs.expert_observation(self._truth, self._pose, self._gripper,
+                                          (now - self._start).nanoseconds * 1e-9)
         command = self.expert.act(obs)
         twist = TwistStamped()
         twist.header.stamp, twist.header.frame_id = now.to_msg(), BASE_FRAME

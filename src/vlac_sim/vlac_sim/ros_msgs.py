@@ -17,7 +17,8 @@ from vlac_models.stamps import is_zero, stamp_seconds
 from vlac_ros.images import numpy_to_image
 
 from vlac_interfaces.msg import GroundTruth
-from vlac_sim.scene import BASE_FRAME, OBJECTS, CameraSpec, PandaScene
+from vlac_sim.experts import ExpertObservation
+from vlac_sim.scene import BASE_FRAME, FINGER_JOINTS, OBJECTS, CameraSpec, PandaScene
 from vlac_sim.tasks import Task, get_task
 
 SNAPSHOT_FORMAT = 'vlac_sim/snapshot/1'
@@ -78,6 +79,22 @@ def encode_snapshot(task: Task, seed: int, start: dict, scene: PandaScene) -> by
     """Serialise the scene and task as UTF-8 JSON (never pickle: snapshots cross the network)."""
     return json.dumps({'format': SNAPSHOT_FORMAT, 'task': task.name, 'seed': seed,
                        'start': start, 'scene': scene.state()}).encode()
+
+
+def finger_opening(msg: JointState) -> float | None:
+    """The gripper opening (m, both fingers) of a joint state; None without both fingers."""
+    fingers = [p for n, p in zip(msg.name, msg.position, strict=False) if n in FINGER_JOINTS]
+    return float(sum(fingers)) if len(fingers) == 2 else None
+
+
+def expert_observation(truth: GroundTruth, pose: PoseStamped, gripper: float,
+                       time: float) -> ExpertObservation:
+    """What an operator at the table sees: object positions, end-effector pose, gripper."""
+    p, q = pose.pose.position, pose.pose.orientation
+    objects = {name: np.array([o.position.x, o.position.y, o.position.z])
+               for name, o in zip(truth.object_names, truth.object_poses, strict=True)}
+    return ExpertObservation(np.array([p.x, p.y, p.z]), np.array([q.x, q.y, q.z, q.w]),
+                             gripper, objects, time)
 
 
 def restore_snapshot(scene: PandaScene, data: bytes) -> tuple[Task, int, dict]:

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 
 from geometry_msgs.msg import PoseStamped
 from hitl_teleop.core import load_device
-import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import JointState, Joy
 from std_msgs.msg import String
@@ -25,9 +24,10 @@ from vlac_ros.qos import LATCHED, RELIABLE
 from vlac_ros.spin import run_node
 
 from vlac_interfaces.msg import GroundTruth, HelpRequest
-from vlac_sim.experts import BEHAVIOURS, ExpertObservation
+from vlac_sim import ros_msgs
+from vlac_sim.experts import BEHAVIOURS
 from vlac_sim.operator import OperatorSettings, SimulatedOperator
-from vlac_sim.scene import FINGER_JOINTS, MAX_GRIPPER_WIDTH
+from vlac_sim.scene import MAX_GRIPPER_WIDTH
 from vlac_sim.tasks import TASKS
 
 
@@ -101,9 +101,9 @@ class SimOperatorNode(Node):
         self._pose = msg
 
     def _on_joints(self, msg: JointState) -> None:
-        fingers = [p for n, p in zip(msg.name, msg.position, strict=False) if n in FINGER_JOINTS]
-        if len(fingers) == 2:
-            self._gripper = float(sum(fingers))
+        opening = ros_msgs.finger_opening(msg)
+        if opening is not None:
+            self._gripper = opening
 
     def _on_mode(self, msg: String) -> None:
         mode, self._mode = msg.data.strip(), msg.data.strip()
@@ -128,12 +128,7 @@ class SimOperatorNode(Node):
     def _on_timer(self) -> None:
         axes, buttons = [0.0] * self.device.min_axes, [0] * self.device.min_buttons
         if self._truth is not None and self._pose is not None:
-            p, q = self._pose.pose.position, self._pose.pose.orientation
-            objects = {name: np.array([pose.position.x, pose.position.y, pose.position.z])
-                       for name, pose in zip(self._truth.object_names,
-                                             self._truth.object_poses, strict=True)}
-            obs = ExpertObservation(np.array([p.x, p.y, p.z]), np.array([q.x, q.y, q.z, q.w]),
-                                    self._gripper, objects, 0.0)
+            obs = ros_msgs.expert_observation(self._truth, self._pose, self._gripper, 0.0)
             axes, buttons = self.operator.joy(obs, self._now())
         msg = Joy(axes=[float(a) for a in axes], buttons=[int(b) for b in buttons])
         msg.header.stamp = self.get_clock().now().to_msg()
