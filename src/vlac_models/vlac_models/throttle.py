@@ -54,6 +54,14 @@ class RejectLog:
         with self._lock:
             self.count += 1
             suppressed = self._throttle.allow(key)
-        if suppressed is not None:
-            more = f' ({suppressed} more since)' if suppressed else ''
-            getattr(self._logger, level)(f'{message}{more}')
+        if suppressed is None:
+            return
+        text = message + (f' ({suppressed} more since)' if suppressed else '')
+        # One call site per severity: rclpy's logger remembers the severity of each call site
+        # and raises ValueError when one line logs at two levels (a node died of it).
+        if level == 'info':
+            self._logger.info(text)
+        elif level == 'warning':
+            self._logger.warning(text)
+        else:
+            self._logger.error(text)
