@@ -63,7 +63,7 @@ def test_colcon_discovers_every_package_and_each_package_xml_is_valid():
 
 def test_a_malformed_or_missing_package_is_reported(tmp_path):
     shutil.copytree(ROOT, tmp_path / 'ws', ignore=shutil.ignore_patterns(
-        '.venv', 'build', 'install', 'log', '.git', '__pycache__', '*.egg-info'))
+        '.venv', 'build', 'install', 'log', '.git', '__pycache__', '*.egg-info', 'artifacts'))
     ws = tmp_path / 'ws'
     xml = ws / 'src' / 'rl_trainer' / 'package.xml'
     xml.write_text(xml.read_text().replace('</name>', '</nam>'))

@@ -3,7 +3,7 @@
 The critic is the real compact backend, trained by the real ``train_critic`` command on
 demonstrations the real ``record_dataset`` command records, and loaded by the node's real
 loading code. Plumbing tests use a briefly trained critic (seconds); the behaviour test needs
-one trained to quality (about a minute on one core).
+one trained to quality (16 demonstrations, 24 epochs: about 35 s on two cores).
 
 The behaviour test uses pick-and-place, whose done state (the cube on the pad) is plain at the
 96 px the critic sees. In the 2.4 s button-press episodes the paper's done boundary (label 0
@@ -135,7 +135,7 @@ class Episode:
 
 
 def test_value_rises_to_done_stalls_and_goes_negative(ros_graph, tmp_path):
-    episode = Episode(ros_graph, train_critic(tmp_path, episodes=24, epochs=30))
+    episode = Episode(ros_graph, train_critic(tmp_path, episodes=16, epochs=24))
     # The expert: the value rises and done is declared once the cube is on the pad.
     episode.start(seed=101, behaviour='expert')
     try:

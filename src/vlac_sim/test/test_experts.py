@@ -18,7 +18,7 @@ from vlac_sim.scene import MAX_GRIPPER_WIDTH, OBJECTS, PandaScene
 from vlac_sim.tasks import TASKS
 
 EXPERT_SEEDS = range(10)
-FAILING_SEEDS = range(3)
+FAILING_SEEDS = range(2)
 MIN_EXPERT_SUCCESS = 0.9
 FAILING = tuple(b for b in BEHAVIOURS if b != 'expert')
 
