@@ -107,4 +107,16 @@ PY
     step_done "py-$name" "$h"
   fi
 done
+# tcpdump for the DDS loopback guard (src/vlac_ros/test/test_dds_loopback_only.py): installed
+# where set-up runs as root with apt (a CI box, a container); elsewhere the guard is skipped
+# and says why. A failure here (no network, no apt) only costs that one test.
+if ! command -v tcpdump >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+    && ! [ -e "$stamps/tcpdump-tried" ]; then
+  log 'installing tcpdump (apt) for the DDS loopback guard test'
+  { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends tcpdump \
+      || { apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+           apt-get install -y -q --no-install-recommends tcpdump; }; } > "$build.tcpdump.log" 2>&1 \
+    || log "tcpdump not installed (see $build.tcpdump.log): the loopback guard will be skipped"
+  mkdir -p "$stamps" && touch "$stamps/tcpdump-tried"
+fi
 log "ready: $venv"

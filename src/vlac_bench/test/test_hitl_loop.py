@@ -11,11 +11,13 @@ them with behaviour-cloning samples.
 """
 
 import csv
+import pathlib
 
 import pytest
 from vlac_bench.sim_loop import run_episode, start_hitl, start_loop
 from vlac_ros.bags import read_messages
 from vlac_ros.qos import RESULTS
+from vlac_testing.foxglove import layout_problems
 from vlac_testing.models import tiny_policy
 
 from vlac_interfaces.action import RunEpisode
@@ -25,6 +27,7 @@ TASK = 'press_button'
 Mode = RunEpisode.Goal
 TRAINER = {'learner.min_transitions': 40, 'ppo.epochs': 2, 'ppo.minibatch_size': 32,
            'rewards.max_uncovered_fraction': 0.9}
+LAYOUT = pathlib.Path(__file__).resolve().parents[3] / 'config' / 'foxglove' / 'vlac_robot.json'
 HELP = 'window: 1.5\nmin_rise: 0.05\nmax_drop: 0.1\ngrace: 0.5\ncooldown: 2.0\n'
 
 
@@ -81,6 +84,8 @@ def test_demonstration_guided_and_return_episodes_reach_the_trainer(ros_graph, m
     logs = ros_graph.logs()
     assert 'return point from episode' in logs and 'restored snapshot' in logs
     assert back.steps > 0 and not any(flags(back))
+    # Everything the shipped Foxglove layout shows is in this graph, fields included.
+    assert layout_problems(LAYOUT, ros_graph.node.get_topic_names_and_types()) == []
     # The trainer learned from them, demonstrations and interventions in the BC term.
     def updates() -> list[dict]:
         path = work / 'logs' / 'updates.csv'

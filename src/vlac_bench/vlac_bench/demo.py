@@ -67,10 +67,16 @@ def evaluate(policy, task: str, episodes: int, limit: float) -> list:
 
 
 def frames_with_progress(bag: pathlib.Path, out: pathlib.Path, count: int = 5) -> bool:
-    """A strip of ``count`` frames of an episode bag with the critic's value drawn on them."""
+    """A strip of ``count`` frames of an episode bag with the critic's progress drawn on them.
+
+    Each tile is what the reward node's ``~/debug_image`` showed for that moment
+    (``vlac_reward_node.overlay.draw_progress``): the frame, the value curve so far, value,
+    delta and done probability.
+    """
     import cv2
     import numpy as np
     from vlac_models.stamps import stamp_ns
+    from vlac_reward_node.overlay import draw_progress
     from vlac_ros.bags import read_messages
     from vlac_ros.images import image_to_rgb
 
@@ -80,7 +86,7 @@ def frames_with_progress(bag: pathlib.Path, out: pathlib.Path, count: int = 5) -
             frames.append((stamp_ns(msg.header.stamp), image_to_rgb(msg)))
         elif topic.endswith('/progress'):
             scores.append((stamp_ns(msg.stamp_b), float(msg.value), float(msg.delta),
-                           bool(msg.done)))
+                           float(msg.done_probability), bool(msg.done)))
     scores.sort()
     if scores:  # the episode's own frames: from the first scored one (not the reset's)
         first = min(s[0] for s in scores) - 300_000_000
@@ -91,17 +97,11 @@ def frames_with_progress(bag: pathlib.Path, out: pathlib.Path, count: int = 5) -
     for index in np.linspace(0, len(frames) - 1, count).astype(int):
         stamp, rgb = frames[index]
         before = [s for s in scores if s[0] <= stamp]
-        value, delta, done = before[-1][1:] if before else (0.0, 0.0, False)
-        tile = cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), (192, 192),
-                          interpolation=cv2.INTER_NEAREST)
-        cv2.rectangle(tile, (0, 0), (192, 36), (0, 0, 0), -1)
-        cv2.putText(tile, f'progress {value:.2f}', (4, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
-                    (255, 255, 255), 1, cv2.LINE_AA)
-        cv2.putText(tile, f'delta {delta:+.3f}{"  DONE" if done else ""}', (4, 31),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.45, (80, 255, 80) if done else (255, 255, 255),
-                    1, cv2.LINE_AA)
-        cv2.rectangle(tile, (2, 170), (2 + int(188 * value), 188), (0, 200, 0), -1)
-        tiles.append(tile)
+        value, delta, probability, done = before[-1][1:] if before else (0.0, 0.0, 0.0,
+                                                                           False)
+        tile = draw_progress(rgb, [s[1] for s in before], value, delta, probability, done,
+                             size=192)
+        tiles.append(cv2.cvtColor(tile, cv2.COLOR_RGB2BGR))
     return bool(cv2.imwrite(str(out), np.hstack(tiles)))
 
 

@@ -1,7 +1,10 @@
 """Benchmark of the policy and vlac_policy_node's control loop; prints its figures.
 
   benchmark_policy --model MODEL_DIR [--rate 30] [--seconds 15] [--device cpu|cuda]
-                   [--vlac-tiny] [--vlac-model DIR]
+                   [--runtimes torch,onnx] [--vlac-tiny] [--vlac-model DIR]
+
+Steps 1 and 2 run once per runtime of the compact policy (``torch``, ``onnx``: the node's
+``runtime`` parameter), then one table puts the runtimes side by side.
 
 1. Library: ``policy.act`` on 224x224 frames called directly (ms p50/p99).
 2. Node over real DDS (loopback, private domain): this process publishes a 224x224 rgb8 camera
@@ -28,11 +31,13 @@ import numpy as np
 TASK = 'press the yellow button'
 
 
-def direct_figures(backend: str, model: str, device: str, repeats: int = 60) -> float:
+def direct_figures(backend: str, model: str, device: str, repeats: int = 60,
+                   runtime: str = 'torch', threads: int = 1) -> float:
     """Print ms per act on new 224x224 frames; return the p50 in seconds."""
     from vlac_models.policy.base import PolicyObservation, load_policy
 
-    policy = load_policy(backend, model, device)
+    options = {'runtime': runtime, 'threads': threads} if backend == 'compact' else {}
+    policy = load_policy(backend, model, device, **options)
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 255, (224, 224, 3), dtype=np.uint8) for _ in range(8)]
     state = np.array([0.5, 0.0, 0.3, np.pi, 0.0, 0.0, 1.0])
@@ -44,13 +49,13 @@ def direct_figures(backend: str, model: str, device: str, repeats: int = 60) -> 
         if i >= 3:
             times.append(time.perf_counter() - start)
     ms = np.array(times) * 1e3
-    print(f'{backend} policy ({device}) called directly: act p50 {np.percentile(ms, 50):.2f} '
-          f'ms, p99 {np.percentile(ms, 99):.2f} ms', flush=True)
+    print(f'{backend} policy ({device}, {runtime}) called directly: act p50 '
+          f'{np.percentile(ms, 50):.2f} ms, p99 {np.percentile(ms, 99):.2f} ms', flush=True)
     return float(np.percentile(ms, 50)) / 1e3
 
 
 def node_figures(model: str, device: str, rate: float, seconds: float,
-                 direct_s: float, threads: int = 1) -> dict[str, float]:
+                 direct_s: float, threads: int = 1, runtime: str = 'torch') -> dict[str, float]:
     """Drive vlac_policy_node with a 30 Hz camera, print its control loop's figures.
 
     Returns them: commands_per_s, jitter_p50/p99 (% of the period), latency_p50/p99 (ms),
@@ -87,7 +92,7 @@ def node_figures(model: str, device: str, rate: float, seconds: float,
                          parameters={'model_path': model, 'device': device, 'rate_hz': rate,
                                      'dry_run': False, 'autostart': True,
                                      'transition_images': False,
-                                     'inference_threads': threads})
+                                     'inference_threads': threads, 'runtime': runtime})
         node = graph.node
         node.create_subscription(TwistStamped, 'servo_node/delta_twist_cmds', on_command,
                                  RELIABLE)
@@ -149,8 +154,9 @@ def node_figures(model: str, device: str, rate: float, seconds: float,
     # Latency: action stamp minus observation stamp, plus DDS delivery (measured separately
     # as the command receipt time is wall clock; both clocks are the same system clock here).
     latency = (stamp_pairs[:, 0] - stamp_pairs[:, 1]) * 1e3
-    print(f'node ({rate:.0f} Hz requested, 30 Hz 224x224 camera): {commands / window:5.1f} '
-          f'commands/s ({commands / window / rate * 100:.0f} % of requested); tick jitter p50 '
+    print(f'node ({runtime}, {rate:.0f} Hz requested, 30 Hz 224x224 camera): '
+          f'{commands / window:5.1f} commands/s ({commands / window / rate * 100:.0f} % of '
+          f'requested); tick jitter p50 '
           f'{np.percentile(jitter, 50):.1f} % p99 {np.percentile(jitter, 99):.1f} % of the '
           f'period; observation-to-command latency p50 {np.percentile(latency, 50):.1f} ms '
           f'p99 {np.percentile(latency, 99):.1f} ms; work per tick p50 '
@@ -172,6 +178,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument('--threads', type=int, default=1, help=(
         "torch CPU threads, for the direct call and the node's inference_threads alike "
         '(0: torch default)'))
+    parser.add_argument('--runtimes', default='torch,onnx',
+                        help='compact policy runtimes to compare, comma-separated')
     parser.add_argument('--vlac-tiny', action='store_true',
                         help='also time the vlac backend on a tiny random InternVL checkpoint')
     parser.add_argument('--vlac-model', default='', help='time the vlac backend on this model')
@@ -181,8 +189,22 @@ def main(argv: list[str] | None = None) -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-    direct = direct_figures('compact', args.model, args.device)
-    node_figures(args.model, args.device, args.rate, args.seconds, direct, args.threads)
+    rows = []
+    for runtime in [r.strip() for r in args.runtimes.split(',') if r.strip()]:
+        direct = direct_figures('compact', args.model, args.device, runtime=runtime,
+                                threads=args.threads)
+        node = node_figures(args.model, args.device, args.rate, args.seconds, direct,
+                            args.threads, runtime)
+        rows.append((runtime, direct, node))
+    print(f'\ncompact policy, {args.device}, {args.threads} thread(s), {args.rate:.0f} Hz '
+          'requested:')
+    print(f'{"runtime":8s} {"act p50 ms":>10s} {"node work p50 ms":>16s} '
+          f'{"commands/s":>10s} {"latency p50 ms":>14s}')
+    nan = float('nan')
+    for runtime, direct, node in rows:
+        print(f'{runtime:8s} {direct * 1e3:10.2f} {node.get("work_p50", nan) * 1e3:16.2f} '
+              f'{node.get("commands_per_s", nan):10.1f} {node.get("latency_p50", nan):14.1f}',
+              flush=True)
     vlac_models = [args.vlac_model] if args.vlac_model else []
     if args.vlac_tiny:
         from vlac_testing.tiny_internvl import make_tiny_internvl

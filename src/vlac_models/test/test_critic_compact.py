@@ -325,3 +325,17 @@ def test_deltas_are_served_in_whole_percent(model_dir):
     np.testing.assert_allclose(rounded[1:], [0.0, -0.02])
     with pytest.raises(ValueError, match='delta_resolution'):
         CompactCritic.load(model_dir, delta_resolution=-0.1)
+
+
+def test_a_reference_is_refused_not_ignored(model_dir):
+    """The compact critic has no in-context mode: a query with a reference raises."""
+    from vlac_models.critic.base import NoInContextMode, QueryShape
+
+    critic = CompactCritic.load(model_dir)
+    frame = np.zeros((32, 32, 3), np.uint8)
+    assert not critic.in_context and critic.pair_shape(PairQuery('t', frame, frame)) == \
+        QueryShape(2)
+    with pytest.raises(NoInContextMode, match='no in-context mode'):
+        critic.score_pairs([PairQuery('t', frame, frame, (frame, frame), frame)])
+    with pytest.raises(NoInContextMode):
+        critic.done_probability([DoneQuery('t', frame, (frame, frame))])

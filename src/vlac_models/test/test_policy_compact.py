@@ -227,11 +227,10 @@ def test_onnx_export_cli_matches_torch(tmp_path):
     from vlac_training.export_policy import main as export_main
 
     policy = make_policy(6, num_cameras=2)
-    save_model_dir(policy, tmp_path / 'model')
-    assert export_main(['--model', str(tmp_path / 'model'), '--out', str(tmp_path / 'out')]) == 0
-    assert json.loads((tmp_path / 'out' / CONFIG_FILE).read_text())['onnx']['file'] == ONNX_FILE
-    session = ort.InferenceSession(str(tmp_path / 'out' / ONNX_FILE),
-                                   providers=['CPUExecutionProvider'])
+    model = save_model_dir(policy, tmp_path / 'model')
+    assert export_main(['--model', str(model), '--out', str(model)]) == 0
+    assert json.loads((model / CONFIG_FILE).read_text())['onnx']['file'] == ONNX_FILE
+    session = ort.InferenceSession(str(model / ONNX_FILE), providers=['CPUExecutionProvider'])
     rng = np.random.default_rng(0)
     obs = [PolicyObservation([rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)] * 2,
                              o.state, o.task) for o in observations(3, seed=8)]
@@ -239,9 +238,49 @@ def test_onnx_export_cli_matches_torch(tmp_path):
     got = session.run(None, {'frames': frames.numpy(), 'state': states.numpy(),
                              'task': tasks.numpy()})[0]
     assert np.abs(got - _outputs(policy, obs)).max() < 1e-4
+    # Exported into the model directory, the graph is the ONNX runtime's template (no export
+    # at load) and serves the directory's weights.
+    served = load_compact_policy(model, runtime='onnx')
+    assert served.graph_source == str(model / ONNX_FILE)
+    for o in obs:
+        logits, value = served._forward(o)
+        assert np.abs(np.append(logits, value) - _outputs(policy, [o])[0]).max() < 1e-4
     assert export_main(['--model', str(tmp_path / 'nowhere'), '--out',
                         str(tmp_path / 'out2')]) == 2
     assert not (tmp_path / 'out2').exists()
+
+
+def test_onnx_runtime_acts_like_torch_and_follows_a_hot_swap(tmp_path):
+    """runtime='onnx': same tokens, log-probs and values as torch, before and after new weights."""
+    save_model_dir(make_policy(9), tmp_path / 'model')
+    torch_policy = load_compact_policy(tmp_path / 'model', seed=3)
+    onnx_policy = load_policy('compact', tmp_path / 'model', 'cpu', seed=3, runtime='onnx')
+    assert onnx_policy.runtime == 'onnx' and onnx_policy.model_id == torch_policy.model_id
+    assert onnx_policy.graph_source == 'exported in this process'  # no policy.onnx there
+
+    def agree(obs):
+        for k, o in enumerate(obs):  # sampled and greedy, drawing from equal seeds
+            a, b = (p.act(o, deterministic=k % 3 == 0) for p in (torch_policy, onnx_policy))
+            np.testing.assert_array_equal(a.tokens, b.tokens)
+            assert abs(a.log_prob - b.log_prob) < 1e-3 and abs(a.value - b.value) < 1e-4
+
+    agree(observations(8, seed=10))
+    # Hot swap: new weights load into both; the ONNX graph is re-exported from them.
+    digest = make_policy(10).save_weights(tmp_path / 'v2.safetensors')
+    obs = observations(1, seed=11)[0]
+    before = onnx_policy.act(obs, deterministic=True)
+    for p in (torch_policy, onnx_policy):
+        p.load_weights(tmp_path / 'v2.safetensors', digest)
+    agree(observations(8, seed=12))
+    assert onnx_policy.act(obs, deterministic=True).value != before.value
+    # Refused weights keep the served graph; training calls still run on torch.
+    with pytest.raises(PolicyError, match='sha256'):
+        onnx_policy.load_weights(tmp_path / 'v2.safetensors', '0' * 64)
+    agree(observations(2, seed=13))
+    log_prob, _, _ = onnx_policy.evaluate(observations(2, seed=14), [np.zeros(7, np.int64)] * 2)
+    assert log_prob.requires_grad
+    with pytest.raises(PolicyError, match='runtime'):
+        load_compact_policy(tmp_path / 'model', runtime='tensorrt')
 
 
 # -- data and behaviour cloning on a dataset the test records ---------------------------------

@@ -155,6 +155,12 @@ def test_in_context_request_layout(checkpoints) -> None:
     assert all(a is b for a, b in zip(request.frames, picked + frames, strict=True))
     no_first = critic.pair_request(PairQuery(TASK, frames[1], frames[2], reference=reference))
     assert no_first.frames[5] is frames[1]
+    shape = critic.pair_shape(PairQuery(TASK, frames[1], frames[2], reference, frames[0]))
+    assert critic.in_context and (shape.images, shape.reference_frames) == (8, 5)
+    assert shape.reference_block.startswith(f'<trajectory> <task> {TASK} </task>:')
+    assert shape.reference_block.count('<image>') == 5 and request.query.startswith(
+        shape.reference_block)
+    assert critic.pair_shape(PairQuery(TASK, frames[1], frames[2])).images == 2
     with pytest.raises(ValueError, match='at least 2'):
         critic.pair_request(PairQuery(TASK, frames[1], frames[2], reference=(frames[0],)))
     with pytest.raises(ValueError, match='uint8'):

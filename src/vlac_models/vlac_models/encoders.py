@@ -2,18 +2,23 @@
 
 ``FrameEncoder`` turns uint8 frames into an embedding (spatial-softmax keypoints or a flattened
 CNN), ``FilmLinear`` modulates a layer by the task embedding, ``export_graph_onnx`` exports a
-module with a dynamic batch axis. Both models build on these, so neither depends on the other.
+module with a dynamic batch axis and ``onnx_session`` serves one through ONNX Runtime. Both
+models build on these, so neither depends on the other.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 import logging
+import os
 import pathlib
+from typing import Any, Sequence
 import warnings
 
 import torch
 from torch import nn
+
+LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -110,8 +115,12 @@ class FilmLinear(nn.Module):
 
 
 def export_graph_onnx(module: nn.Module, inputs: tuple[torch.Tensor, ...], names: list[str],
-                      output: str, path: pathlib.Path) -> None:
-    """Export ``module`` to ONNX at ``path`` with a dynamic batch axis on every input."""
+                      output: str, path: pathlib.Path, optimize: bool = True) -> None:
+    """Export ``module`` to ONNX at ``path`` with a dynamic batch axis on every input.
+
+    ``optimize`` False keeps every parameter as an initializer named by its module path
+    (e.g. ``net.layer1.linear.weight``), so new weights can be written into the graph.
+    """
     batch = torch.export.Dim('batch', min=1, max=65536)
     parameters = list(module.forward.__code__.co_varnames[1:1 + len(inputs)])
     exporter_log = logging.getLogger('torch.onnx')
@@ -123,6 +132,45 @@ def export_graph_onnx(module: nn.Module, inputs: tuple[torch.Tensor, ...], names
             torch.onnx.export(module, inputs, str(path), input_names=names,
                               output_names=[output],
                               dynamic_shapes={p: {0: batch} for p in parameters}, dynamo=True,
-                              external_data=False, verbose=False, optimize=True)
+                              external_data=False, verbose=False, optimize=optimize)
     finally:
         exporter_log.setLevel(level)
+
+
+def onnx_providers(device: str, providers: Sequence[Any] | None = None,
+                   user: str = 'the model') -> list:
+    """ONNX Runtime providers for ``device`` ('cpu', 'auto', 'cuda' or 'cuda:N').
+
+    CUDA when asked for (or 'auto') and onnxruntime has it, else CPU with a warning naming
+    ``user``; ``providers`` overrides the choice. ValueError for an unknown device.
+    """
+    import onnxruntime as ort
+
+    if providers is not None:
+        return list(providers)
+    if device not in ('cpu', 'auto', 'cuda') and not device.startswith('cuda:'):
+        raise ValueError(f"device must be 'cpu', 'auto', 'cuda' or 'cuda:N', got {device!r}")
+    if device != 'cpu' and 'CUDAExecutionProvider' in ort.get_available_providers():
+        device_id = int(device.split(':')[1]) if ':' in device else 0
+        return [('CUDAExecutionProvider', {'device_id': device_id}), 'CPUExecutionProvider']
+    if device.startswith('cuda'):
+        LOG.warning('onnxruntime has no CUDAExecutionProvider here; %s runs on CPU', user)
+    return ['CPUExecutionProvider']
+
+
+def onnx_session(model: os.PathLike | bytes, providers: list, threads: int = 1):
+    """An ONNX Runtime session for a node: ``threads`` intra-op threads that sleep when idle.
+
+    Inside a node the threads share the cores with the executor and the camera callbacks
+    (spinning threads made a reward 4.5x slower there). ``threads`` 0 lets onnxruntime
+    choose. Raises onnxruntime's own exceptions for a bad graph.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    options.add_session_config_entry('session.intra_op.allow_spinning', '0')
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, options, providers=providers)

@@ -257,6 +257,10 @@ def test_nan_policy_output_is_never_commanded(ros_graph, policy_dir, sensors, tm
 
 
 def test_hot_swap_and_bad_weight_files(ros_graph, policy_dir, sensors, tmp_path):
+    """Served through ONNX Runtime: each new version's weights are written into the graph.
+
+    (The torch runtime's hot swap runs in every trainer-to-node test of vlac_bench.)
+    """
     weights = tmp_path / 'weights'
     weights.mkdir()
     transitions = Stamped()
@@ -264,8 +268,9 @@ def test_hot_swap_and_bad_weight_files(ros_graph, policy_dir, sensors, tmp_path)
                                        RELIABLE)
     versions = ros_graph.node.create_publisher(PolicyVersion, '/robot_1/policy_version',
                                                LATCHED)
-    policy_node(ros_graph, policy_dir, weights_dir=str(weights))
-    ros_graph.wait_for(lambda: transitions.count() >= 5, 60.0, 'control steps')
+    policy_node(ros_graph, policy_dir, weights_dir=str(weights), runtime='onnx')
+    ros_graph.wait_for(lambda: transitions.count() >= 5, 90.0, 'control steps')
+    assert 'policy compact (onnx) ready' in ros_graph.logs()
     # Bad files: a wrong sha256, a pickle, a path outside weights_dir. Old weights stay.
     good = make_policy(7)
     digest = good.save_weights(weights / 'policy_v2.safetensors')

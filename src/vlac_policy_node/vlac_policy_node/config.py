@@ -117,6 +117,10 @@ class PolicyNodeConfig:
     backend: str = field(default='compact', metadata=doc("policy backend: 'compact' or 'vlac'"))
     model_path: str = field(default='', metadata=doc('policy model directory'))
     device: str = field(default='cpu', metadata=doc("'cpu' or 'cuda'"))
+    runtime: str = field(default='torch', metadata=doc(
+        "compact backend: 'torch', or 'onnx' to act through ONNX Runtime (CUDA provider when "
+        "device is 'cuda'); the graph is exported from the loaded weights at configure and "
+        'after each hot swap (benchmark_policy compares the two)'))
     trust_remote_code: bool = field(default=False, metadata=doc(
         'vlac backend only: allow the checkpoint to run its own code (explicit opt-in)'))
     inference_threads: int = field(default=1, metadata=doc(
@@ -156,6 +160,11 @@ class PolicyNodeConfig:
         """Raise ValueError naming the bad value; return self."""
         if self.backend not in ('compact', 'vlac'):
             raise ValueError(f"backend {self.backend!r} must be 'compact' or 'vlac'")
+        if self.runtime not in ('torch', 'onnx'):
+            raise ValueError(f"runtime {self.runtime!r} must be 'torch' or 'onnx'")
+        if self.runtime == 'onnx' and self.backend != 'compact':
+            raise ValueError(f"runtime 'onnx' serves the compact backend only, not "
+                             f'{self.backend!r}')
         if not self.model_path:
             raise ValueError('model_path is empty: set it to the policy model directory')
         if self.device not in ('cpu', 'cuda'):

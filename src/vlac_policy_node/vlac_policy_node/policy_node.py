@@ -206,7 +206,7 @@ class PolicyNode(LifecycleNode):
                 String, cfg.arm.robot_description_topic, self._on_description, LATCHED,
                 callback_group=sensor))
         self.get_logger().info(
-            f'policy {cfg.backend} ready on {cfg.device} in '
+            f'policy {cfg.backend} ({cfg.runtime}) ready on {cfg.device} in '
             f'{time.perf_counter() - started:.1f} s; {cfg.rate_hz} Hz, adapter '
             f'{cfg.arm.adapter} on {cfg.arm.command_topic!r}'
             + (' (DRY RUN: actions only on ~/action_preview)' if cfg.dry_run else ''))
@@ -218,7 +218,8 @@ class PolicyNode(LifecycleNode):
             import torch
 
             torch.set_num_threads(cfg.inference_threads)  # this process's model only
-        options = {'trust_remote_code': cfg.trust_remote_code} if cfg.backend == 'vlac' else {}
+        options = {'trust_remote_code': cfg.trust_remote_code} if cfg.backend == 'vlac' \
+            else {'runtime': cfg.runtime, 'threads': cfg.inference_threads}
         return load_policy(cfg.backend, cfg.model_path, cfg.device, **options)
 
     def _warm_up(self, policy) -> None:

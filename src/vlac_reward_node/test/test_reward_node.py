@@ -24,7 +24,7 @@ from rclpy.action import ActionClient
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 from vlac_models.stamps import stamp_seconds
-from vlac_ros.images import numpy_to_image
+from vlac_ros.images import image_to_rgb, numpy_to_image
 from vlac_ros.qos import LATCHED, RELIABLE, SENSOR
 from vlac_sim.record import record_dataset
 from vlac_sim.scene import CameraSpec
@@ -173,6 +173,7 @@ def test_value_rises_to_done_stalls_and_goes_negative(ros_graph, tmp_path):
 def test_malformed_frames_are_rejected_and_services_score(ros_graph, critic_dir):
     reward_node(ros_graph, critic_dir, task=INSTRUCTION)
     progress = ros_graph.subscribe(ProgressReward, '/robot_1/progress', RELIABLE)
+    debug = ros_graph.subscribe(Image, '/robot_1/vlac_reward_node/debug_image', SENSOR)
     camera = ros_graph.node.create_publisher(Image, '/robot_1/camera/image_raw', SENSOR)
     ros_graph.wait_for_subscribers('/robot_1/camera/image_raw', timeout=30.0)
 
@@ -204,6 +205,14 @@ def test_malformed_frames_are_rejected_and_services_score(ros_graph, critic_dir)
         time.sleep(0.1)
     ros_graph.wait_for(lambda: progress.count() >= 2, 10.0, 'rewards after bad frames')
     assert ros_graph.processes[0].is_running()
+    # ~/debug_image: each scored frame with the value curve and label drawn on it.
+    ros_graph.wait_for(lambda: debug.count() >= 1, 10.0, 'a debug image')
+    picture = debug.last
+    assert (picture.width, picture.height, picture.encoding) == (320, 320, 'rgb8')
+    scored = {stamp_seconds(m.stamp_b) for m in progress.messages}
+    assert stamp_seconds(picture.header.stamp) in scored
+    band = image_to_rgb(picture)[-8:]  # the white band of the value curve, not the frame
+    assert band.mean() > 200, band.mean()
 
     client = ros_graph.node.create_client(ScorePair, '/robot_1/score_pair')
     assert client.wait_for_service(timeout_sec=10.0)
@@ -283,3 +292,58 @@ def test_a_critic_slower_than_the_camera_drops_frames_and_says_so(ros_graph, tmp
     ages = [stamp_seconds(m.header.stamp)
             - stamp_seconds(m.stamp_b) for m in progress.messages]
     assert max(ages) < 0.5, f'a reward came {max(ages):.2f} s after its frame'
+
+
+def test_in_context_scoring_sends_the_reference_with_every_pair(ros_graph, tmp_path,
+                                                                critic_dir):
+    """One-shot mode on a tiny random InternVL: every scored pair carries the reference.
+
+    The reference is a folder of frames given by parameter; the node samples 5 of them and
+    scores each pair with them and the episode's first frame (8 images). A compact critic
+    given the same parameter refuses it at configure instead of ignoring it.
+    """
+    import cv2
+
+    reference = tmp_path / 'reference'
+    reference.mkdir()
+    for k in range(7):
+        cv2.imwrite(str(reference / f'{k:02d}.png'), np.full((48, 48, 3), 30 * k, np.uint8))
+    model = make_tiny_internvl(tmp_path / 'vlac', reply='+20')
+    reward_node(ros_graph, model, backend='vlac', reference_path=str(reference),
+                reference_frames=5)
+    ros_graph.start_node('vlac_reward_node', package='vlac_reward_node',
+                         name='vlac_reward_node', namespace='robot_2', parameters={
+                             'model_path': str(critic_dir), 'autostart': True,
+                             'reference_path': str(reference)})
+    progress = ros_graph.subscribe(ProgressReward, '/robot_1/progress', RELIABLE)
+    diagnostics = ros_graph.subscribe(DiagnosticArray, '/diagnostics', RELIABLE)
+    ros_graph.node.create_publisher(String, '/robot_1/task', LATCHED).publish(
+        String(data=INSTRUCTION))
+    camera = ros_graph.node.create_publisher(Image, '/robot_1/camera/image_raw', SENSOR)
+    ros_graph.wait_for_subscribers('/robot_1/camera/image_raw', timeout=60.0)
+    rng = np.random.default_rng(0)
+    deadline = time.monotonic() + 60.0
+    while progress.count() < 4 and time.monotonic() < deadline:  # a 10 Hz camera
+        msg = numpy_to_image(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), 'rgb8')
+        msg.header.stamp = ros_graph.node.get_clock().now().to_msg()
+        camera.publish(msg)
+        time.sleep(0.1)
+    assert progress.count() >= 4, ros_graph.logs()[-3000:]
+
+    def counted():
+        for status in (diagnostics.last.status if diagnostics.last else []):
+            values = {v.key: v.value for v in status.values}
+            if status.name.startswith('/robot_1/') and int(values.get('scored', 0)) >= 4:
+                return values
+        return None
+
+    values = ros_graph.wait_for(counted, 10.0, 'diagnostics after four rewards')
+    assert values['in_context_pairs'] == values['scored'], values
+    assert values['images_per_pair'] == '8', values  # 5 reference + first frame + the pair
+    logs = ros_graph.logs()
+    assert 'in-context scoring: 8 images per pair (5 reference frames' in logs
+    assert f"reference block: '<trajectory> <task> {INSTRUCTION} </task>: 0% <image>" in logs
+    # The compact critic has no in-context mode: configure fails and says so.
+    ros_graph.wait_for(lambda: 'has no in-context mode' in ros_graph.logs(), 30.0,
+                       'the compact critic refusing the reference')
+    assert '[robot_2.vlac_reward_node]: configure failed' in ros_graph.logs()

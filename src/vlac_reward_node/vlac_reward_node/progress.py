@@ -210,14 +210,22 @@ def score_frame(critic, task: str, anchor: Frame, frame: Frame, first: Frame | N
     frame included (the paper's one-shot mode). The reward node and the lock-step experiment
     runner both score through this function.
     """
-    from vlac_models.critic import DoneQuery, PairQuery
+    from vlac_models.critic import DoneQuery
 
     reference = tuple(reference)
-    delta = float(critic.score_pairs([PairQuery(
-        task, anchor.rgb, frame.rgb, reference,
-        first.rgb if reference and first is not None else None)])[0])
+    delta = float(critic.score_pairs([pair_query(task, anchor, frame, first, reference)])[0])
     done_p = float(critic.done_probability([DoneQuery(task, frame.rgb, reference)])[0])
     return delta, done_p
+
+
+def pair_query(task: str, anchor: Frame, frame: Frame, first: Frame | None,
+               reference: Sequence[np.ndarray] = ()):
+    """The critic's ``PairQuery`` for ``anchor -> frame`` (in context with a reference)."""
+    from vlac_models.critic import PairQuery
+
+    reference = tuple(reference)
+    return PairQuery(task, anchor.rgb, frame.rgb, reference,
+                     first.rgb if reference and first is not None else None)
 
 
 def progress_msg(task: str, score: Score, latency: float, model_id: str, stamp):

@@ -15,6 +15,16 @@ Topics (relative to the node's namespace):
 
 Every received task message (even the same sentence again) starts a new episode.
 
+One-shot (in-context) scoring, the paper's reference mode: ``reference_path`` names a
+reference demonstration (a rosbag2 folder, its camera topic, or a folder of PNG/JPG frames)
+by parameter only (the task topic carries the sentence, nothing else; a new reference means
+reconfiguring the node). ``reference_frames`` of it are sampled, and every pair is scored
+together with them and the episode's first frame (captured at episode start: the first
+frame scored after the task message). The node says once per episode what the query holds
+(images, reference block) and counts in-context pairs in diagnostics (``in_context_pairs``,
+``images_per_pair``). A backend without an in-context mode (``compact``) refuses the
+parameter at configure, and a service request carrying a reference, with the reason.
+
 Threads: the camera callbacks run in their own reentrant callback group on the executor's
 worker threads (never the spin thread); the task topic and diagnostics share a second group
 and the services a third, so scoring never blocks them. A camera callback validates and
@@ -33,7 +43,6 @@ from collections import deque
 import threading
 import time
 
-import cv2
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 import numpy as np
 from rclpy.action import ActionServer, GoalResponse
@@ -56,12 +65,14 @@ from vlac_ros.spin import run_node
 from vlac_interfaces.action import ScoreTrajectory
 from vlac_interfaces.msg import ProgressReward
 from vlac_interfaces.srv import ScorePair
+from vlac_reward_node.overlay import draw_progress
 from vlac_reward_node.progress import (
     Frame,
     FrameMailbox,
     ProgressTracker,
     RewardConfig,
     Score,
+    pair_query,
     progress_msg,
     score_frame,
 )
@@ -84,6 +95,9 @@ class RewardNode(LifecycleNode):
         self.mailbox = FrameMailbox()
         self.tracker = ProgressTracker(0.2, 0.9, 3)
         self.scored = 0
+        self.in_context_pairs = 0  # scored pairs whose query carried the reference
+        self.images_per_pair = 0
+        self._described: Frame | None = None  # first frame of the episode last described
         self._latency: deque[float] = deque(maxlen=300)  # model call, s
         self._node_latency: deque[float] = deque(maxlen=300)  # frame arrival to reward, s
         self._subscriptions_live: list = []
@@ -104,10 +118,13 @@ class RewardNode(LifecycleNode):
             started = time.perf_counter()
             self.critic = load_critic(self.config.backend, self.config.model_path,
                                       self.config.device, **self._backend_options())
+            warm = np.zeros((64, 64, 3), np.uint8)
             if self.config.reference_path:
                 self.reference = load_reference(self.config.reference_path,
                                                 self.config.reference_frames)
-            warm = np.zeros((64, 64, 3), np.uint8)
+                # A backend without an in-context mode refuses here (NoInContextMode, a
+                # ValueError), instead of scoring without the reference it was given.
+                self.critic.pair_shape(PairQuery('check', warm, warm, self.reference, warm))
             self.critic.score_pairs([PairQuery('warm up', warm, warm)])
             self.critic.done_probability([DoneQuery('warm up', warm)])
         except (ValueError, FileNotFoundError, OSError, RuntimeError) as err:
@@ -253,7 +270,12 @@ class RewardNode(LifecycleNode):
                 return
             delta, done_p = score_frame(self.critic, task, anchor, frame, first,
                                         self.reference)
+            shape = self.critic.pair_shape(pair_query(task, anchor, frame, first,
+                                                      self.reference)) \
+                if self.reference else None
         latency = time.perf_counter() - started
+        if shape is not None:
+            self._count_in_context(shape, first)
         with self._state_lock:
             if self.tracker.anchor is not anchor:  # episode reset while scoring
                 return
@@ -270,26 +292,27 @@ class RewardNode(LifecycleNode):
         if self.config.debug_image and self.debug_pub.get_subscription_count() > 0:
             self.debug_pub.publish(self._debug_image(score))
 
+    def _count_in_context(self, shape, first: Frame | None) -> None:
+        """Count an in-context pair; say once per episode what the query holds."""
+        self.in_context_pairs += shape.reference_frames > 0
+        self.images_per_pair = shape.images
+        if first is not None and first is not self._described:
+            self._described = first
+            self.get_logger().info(
+                f'in-context scoring: {shape.images} images per pair ({shape.reference_frames} '
+                f"reference frames, the episode's first frame, the pair); reference block: "
+                f'{shape.reference_block!r}')
+
     def _progress_msg(self, task: str, score: Score, latency: float) -> ProgressReward:
         return progress_msg(task, score, latency, self.critic.model_id,
                             self.get_clock().now().to_msg())
 
     def _debug_image(self, score: Score) -> Image:
         """The scored frame with the episode's value curve and done state drawn on it."""
-        canvas = cv2.resize(score.frame.rgb, (320, 320), interpolation=cv2.INTER_AREA)
         with self._state_lock:
             values = [s.value for s in self.tracker.history[-120:]]
-        h = 80
-        cv2.rectangle(canvas, (0, 320 - h), (320, 320), (255, 255, 255), -1)
-        if len(values) > 1:
-            points = np.array([[int(i * 319 / (len(values) - 1)), int(319 - v * (h - 4))]
-                               for i, v in enumerate(values)], np.int32)
-            cv2.polylines(canvas, [points], False, (30, 120, 220), 2)
-        colour = (0, 170, 0) if score.done else (200, 60, 0)
-        label = (f'v={score.value:.2f} d={score.delta:+.2f} p={score.done_probability:.2f}'
-                 + (' DONE' if score.done else ''))
-        cv2.putText(canvas, label, (4, 318 - h), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1,
-                    cv2.LINE_AA)
+        canvas = draw_progress(score.frame.rgb, values, score.value, score.delta,
+                               score.done_probability, score.done)
         return numpy_to_image(canvas, 'rgb8', Header(stamp=score.frame.stamp_msg))
 
     def _publish_diagnostics(self) -> None:
@@ -307,7 +330,9 @@ class RewardNode(LifecycleNode):
                   'latency_p99_ms': f'{np.percentile(latency, 99):.1f}',
                   'node_latency_p50_ms': f'{np.percentile(node_latency, 50):.2f}',
                   'node_latency_p99_ms': f'{np.percentile(node_latency, 99):.2f}',
-                  'value': f'{self.tracker.value:.3f}', 'done': self.tracker.done}
+                  'value': f'{self.tracker.value:.3f}', 'done': self.tracker.done,
+                  'in_context_pairs': self.in_context_pairs,
+                  'images_per_pair': self.images_per_pair}
         status = DiagnosticStatus(level=level, name=f'{self.get_fully_qualified_name()}: critic',
                                   message='frames dropped' if dropped else 'ok',
                                   hardware_id=self.critic.model_id if self.critic else '',
@@ -333,10 +358,14 @@ class RewardNode(LifecycleNode):
             if self.critic is None:
                 response.success, response.message = False, 'critic not loaded'
                 return response
-            delta = float(self.critic.score_pairs([PairQuery(request.task, a, b, reference,
-                                                             first)])[0])
-            done_p = float(self.critic.done_probability([DoneQuery(request.task, b,
-                                                                   reference)])[0])
+            try:  # e.g. a reference for a backend without an in-context mode
+                delta = float(self.critic.score_pairs([PairQuery(request.task, a, b,
+                                                                 reference, first)])[0])
+                done_p = float(self.critic.done_probability([DoneQuery(request.task, b,
+                                                                       reference)])[0])
+            except ValueError as err:
+                response.success, response.message = False, f'rejected: {err}'
+                return response
             response.model_id = self.critic.model_id
         response.delta, response.done_probability = delta, done_p
         response.success = bool(np.isfinite(delta))
@@ -368,13 +397,18 @@ class RewardNode(LifecycleNode):
                     goal_handle.abort()
                     result.message = 'critic not loaded'
                     return result
-                deltas += self.critic.score_pairs([
-                    PairQuery(goal.task, frames[i], frames[i + 1], reference,
-                              frames[0] if reference else None)
-                    for i in range(start, stop)]).tolist()
-                done += self.critic.done_probability([
-                    DoneQuery(goal.task, frames[i + 1], reference)
-                    for i in range(start, stop)]).tolist()
+                try:
+                    deltas += self.critic.score_pairs([
+                        PairQuery(goal.task, frames[i], frames[i + 1], reference,
+                                  frames[0] if reference else None)
+                        for i in range(start, stop)]).tolist()
+                    done += self.critic.done_probability([
+                        DoneQuery(goal.task, frames[i + 1], reference)
+                        for i in range(start, stop)]).tolist()
+                except ValueError as err:
+                    goal_handle.abort()
+                    result.success, result.message = False, f'rejected: {err}'
+                    return result
                 result.model_id = self.critic.model_id
             goal_handle.publish_feedback(ScoreTrajectory.Feedback(scored=stop, total=total))
         goal_handle.succeed()

@@ -135,3 +135,53 @@ def test_human_in_the_loop_variants_run_through_the_teleop_path(shared_work, tor
     assert not any(e['interventions'] for e in back)
     root = run_root(exp, 'press_button', RunSpec('return_and_explore', 'progress'), 0)
     assert list((root / 'return_points' / 'press_button').glob('*.json'))
+
+
+@pytest.mark.timeout(600)
+def test_train_offline_on_recorded_bags_ships_weights_the_policy_node_loads(
+        shared_work, ros_graph, tmp_path, capsys, torch_one_thread):
+    """train_offline on the tiny experiment's episode bags; the policy node takes the result."""
+    from std_msgs.msg import String
+    from vlac_ros.qos import LATCHED
+    from vlac_training.train_offline import main as offline_main
+
+    from vlac_interfaces.msg import PolicyVersion
+
+    work = shared_work
+    assert main([str(TINY), '--work', str(work)]) == 0  # recorded by the first test (resumes)
+    exp = ExperimentFile.load(TINY)
+    root = run_root(exp.__class__(**{**exp.__dict__, 'work': str(work)}), 'press_button',
+                    RunSpec('none', 'progress'), 0)
+    policy = work / 'tiny' / 'models' / 'policy_press_button_2demos_s0'
+    argv = ['--episodes', str(root / 'trainer' / 'episodes'), '--model-path', str(policy),
+            '--work-dir', str(tmp_path / 'offline'), '--epochs', '1', '--minibatch-size', '32']
+    capsys.readouterr()
+    assert offline_main(argv) == 0
+    printed = capsys.readouterr().out
+    found = re.search(r'train_offline: (\d+) bag folders, (\d+) new episodes stored', printed)
+    assert found and int(found[1]) == int(found[2]) >= 4, printed  # 4, or 6 after the resume
+    match = re.search(r'version 1 weights (\S+) \(sha256 ([0-9a-f]{64})\)', printed)
+    assert match, printed
+    artifact, digest = pathlib.Path(match[1]), match[2]
+    assert artifact.parent == tmp_path / 'offline' / 'weights' and artifact.is_file()
+    start = load_file(str(policy / 'policy.safetensors'))
+    assert any(not np.array_equal(start[k], v) for k, v in load_file(str(artifact)).items())
+    # A second run on the same bags stores and trains nothing twice.
+    assert offline_main(argv) == 0
+    again = capsys.readouterr().out
+    assert '0 new episodes stored' in again and 'nothing to train on' in again, again
+    # The policy node loads the offline version as it would a trainer's.
+    ros_graph.start_node('vlac_policy_node', package='vlac_policy_node',
+                         name='vlac_policy_node', namespace='robot_1',
+                         params_files=[REPO / 'config' / 'arms' / 'sim_panda_servo.yaml'],
+                         parameters={'model_path': str(policy), 'autostart': True,
+                                     'weights_dir': str(artifact.parent)})
+    ros_graph.wait_for(lambda: 'ready on cpu' in ros_graph.logs(), 60.0, 'policy node up')
+    ros_graph.node.create_publisher(PolicyVersion, '/robot_1/policy_version', LATCHED).publish(
+        PolicyVersion(version=1, artifact_uri=f'file://{artifact}', sha256=digest,
+                      backend='compact'))
+    ros_graph.node.create_publisher(String, '/robot_1/task', LATCHED).publish(
+        String(data='press the yellow button'))
+    ros_graph.wait_for(lambda: 'policy version 1 loaded' in ros_graph.logs(), 60.0,
+                       'version 1 loaded')
+    assert 'rejected' not in ros_graph.logs()

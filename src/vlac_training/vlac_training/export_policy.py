@@ -7,7 +7,9 @@ Writes ``OUT_DIR/policy.onnx`` (inputs ``frames`` (B, cameras, S, S, 3) uint8, `
 (B, sum(bins) + 1): every action dimension's bin logits, then the value), a copy of
 ``config.json`` naming the graph and the check's tolerance, and ``model_card.md``. The graph is
 compared with torch through onnxruntime on random inputs; a difference above 1e-4 fails the
-export (exit status 1) and leaves nothing in ``OUT_DIR``.
+export (exit status 1) and leaves nothing in ``OUT_DIR``. With ``--out`` equal to ``--model``
+the graph lands next to the weights, where ``vlac_policy_node`` with ``runtime: onnx`` takes it
+as its template instead of exporting one at configure (which takes seconds).
 """
 
 from __future__ import annotations

@@ -6,6 +6,15 @@ accumulation; backends: ``compact`` (a small learned pairwise critic, ONNX-serve
 one by name.
 """
 
-from vlac_models.critic.base import Critic, DoneQuery, PairQuery, accumulate_values, load_critic
+from vlac_models.critic.base import (
+    Critic,
+    DoneQuery,
+    NoInContextMode,
+    PairQuery,
+    QueryShape,
+    accumulate_values,
+    load_critic,
+)
 
-__all__ = ['accumulate_values', 'Critic', 'DoneQuery', 'load_critic', 'PairQuery']
+__all__ = ['accumulate_values', 'Critic', 'DoneQuery', 'load_critic', 'NoInContextMode',
+           'PairQuery', 'QueryShape']

@@ -44,11 +44,41 @@ class DoneQuery:
     reference: tuple[np.ndarray, ...] = ()
 
 
+@dataclass(frozen=True)
+class QueryShape:
+    """What a backend sends its model for one pairwise query (for logs and diagnostics).
+
+    Attributes:
+        images: images in the query (2 for a plain pair).
+        reference_frames: reference demonstration frames among them (0: no in-context mode).
+        reference_block: the prompt text that introduces the reference ('' without one).
+
+    """
+
+    images: int
+    reference_frames: int = 0
+    reference_block: str = ''
+
+
+class NoInContextMode(ValueError):
+    """A reference demonstration was given to a backend that cannot use one."""
+
+
 @runtime_checkable
 class Critic(Protocol):
-    """What every critic backend offers."""
+    """What every critic backend offers.
+
+    ``in_context`` says whether the backend scores with a reference demonstration (the
+    paper's one-shot mode); a backend without it raises ``NoInContextMode`` for a query that
+    carries a reference instead of ignoring it. ``pair_shape`` describes the query the
+    backend builds for a ``PairQuery`` (ValueError as ``score_pairs`` would raise).
+    """
 
     model_id: str
+    in_context: bool
+
+    def pair_shape(self, query: PairQuery) -> QueryShape:
+        """Images, reference frames and reference prompt block of one pairwise query."""
 
     def score_pairs(self, queries: Sequence[PairQuery]) -> np.ndarray:
         """Return float32 deltas, shape (N,), in [-1, 1]; NaN where the model output was bad."""

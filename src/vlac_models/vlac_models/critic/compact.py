@@ -60,8 +60,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from vlac_models.critic.base import DoneQuery, PairQuery
-from vlac_models.encoders import EncoderSpec, FilmLinear, FrameEncoder, export_graph_onnx
+from vlac_models.critic.base import DoneQuery, NoInContextMode, PairQuery, QueryShape
+from vlac_models.encoders import (
+    EncoderSpec,
+    FilmLinear,
+    FrameEncoder,
+    export_graph_onnx,
+    onnx_providers,
+    onnx_session,
+)
 from vlac_models.files import sha256_file
 from vlac_models.frames import pixel_difference, prepare_frames
 from vlac_models.text import TEXT_DIM, TEXT_ENCODER_RECORD, SentenceEncoder
@@ -388,21 +395,6 @@ def _read_config(path: pathlib.Path) -> dict[str, Any]:
     return config
 
 
-def _providers(device: str, providers: Sequence[str] | None) -> list:
-    import onnxruntime as ort
-
-    if providers is not None:
-        return list(providers)
-    if device not in ('cpu', 'auto', 'cuda') and not device.startswith('cuda:'):
-        raise ValueError(f"device must be 'cpu', 'auto', 'cuda' or 'cuda:N', got {device!r}")
-    if device != 'cpu' and 'CUDAExecutionProvider' in ort.get_available_providers():
-        device_id = int(device.split(':')[1]) if ':' in device else 0
-        return [('CUDAExecutionProvider', {'device_id': device_id}), 'CPUExecutionProvider']
-    if device.startswith('cuda'):
-        LOG.warning('onnxruntime has no CUDAExecutionProvider here; the critic runs on CPU')
-    return ['CPUExecutionProvider']
-
-
 class CompactCritic:
     """The compact backend of the ``Critic`` protocol, served through ONNX Runtime.
 
@@ -445,8 +437,6 @@ class CompactCritic:
         the embedding and the resized frame). ``stagnation_threshold`` None takes the
         training value from config.json (0 disables the rule).
         """
-        import onnxruntime as ort
-
         path = pathlib.Path(path)
         config = _read_config(path)
         try:
@@ -469,19 +459,11 @@ class CompactCritic:
                              f'(sha256 {digest[:12]} != {str(config["weights_sha256"])[:12]}): '
                              'weights and ONNX graphs are from different exports')
         _check_safetensors(path / WEIGHTS_FILE)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        # Idle intra-op threads sleep instead of spinning: inside a node they share the cores
-        # with the executor and the camera callbacks (spinning made a reward 4.5x slower there).
-        options.add_session_config_entry('session.intra_op.allow_spinning', '0')
-        chosen = _providers(device, providers)
+        chosen = onnx_providers(device, providers, 'the critic')
         sessions = {}
         for key, name in ONNX_FILES.items():
             try:
-                sessions[key] = ort.InferenceSession(str(path / name), options,
-                                                     providers=chosen)
+                sessions[key] = onnx_session(path / name, chosen, threads)
             except Exception as err:  # onnxruntime raises its own exception types
                 raise ValueError(f'cannot load ONNX graph {path / name}: {err}') from err
         text_device = 'cuda' if any('CUDA' in str(p) for p in chosen) \
@@ -539,11 +521,12 @@ class CompactCritic:
         """Float32 deltas, shape (N,), in [-1, 1]; NaN where the model output is not finite.
 
         Batched: every new frame is encoded once, then one pair-head run scores all pairs.
-        Stagnant pairs score 0 (see the class docstring). Reference demonstrations and first
-        frames are ignored by this backend.
+        Stagnant pairs score 0 (see the class docstring). This backend has no in-context
+        mode: a query with a reference demonstration raises ``NoInContextMode``.
         """
         if not queries:
             return np.zeros(0, np.float32)
+        self._refuse_reference(queries)
         n = len(queries)
         entries = self._lookup([q.frame_a for q in queries] + [q.frame_b for q in queries])
         emb = np.stack([entry[0] for entry in entries])
@@ -558,10 +541,26 @@ class CompactCritic:
             delta[stagnant] = 0.0
         return quantize_deltas(delta, self.delta_resolution)
 
+    in_context = False
+
+    @staticmethod
+    def _refuse_reference(queries: Sequence[PairQuery] | Sequence[DoneQuery]) -> None:
+        if any(q.reference for q in queries):
+            raise NoInContextMode(
+                'the compact critic has no in-context mode: it scores the pair alone and '
+                'would ignore a reference demonstration; leave the reference out or use the '
+                'vlac backend')
+
+    def pair_shape(self, query: PairQuery) -> QueryShape:
+        """Two images, no reference (``NoInContextMode`` if the query has one)."""
+        self._refuse_reference([query])
+        return QueryShape(2)
+
     def done_probability(self, queries: Sequence[DoneQuery]) -> np.ndarray:
         """Float32 probabilities that each task is complete, shape (N,), in [0, 1]."""
         if not queries:
             return np.zeros(0, np.float32)
+        self._refuse_reference(queries)
         emb = self.embed_frames([q.frame for q in queries])
         task = self.task_embeddings([q.task for q in queries])
         done = self._sessions['done'].run(None, {'emb': emb, 'task': task})[0]

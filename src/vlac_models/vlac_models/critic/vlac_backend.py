@@ -43,7 +43,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from vlac_models.critic.base import DoneQuery, PairQuery
+from vlac_models.critic.base import DoneQuery, PairQuery, QueryShape
 from vlac_models.throttle import RejectLog
 from vlac_models.vlac_model import loading, preprocess, prompts
 
@@ -166,6 +166,16 @@ class VlacCritic:
             return _Request(prompts.in_context_pairwise_prompt(query.task, len(reference)),
                             reference + [first] + frames, query.task)
         return _Request(prompts.pairwise_prompt(query.task), frames, query.task)
+
+    in_context = True
+
+    def pair_shape(self, query: PairQuery) -> QueryShape:
+        """Images, reference frames and reference block of the query ``pair_request`` builds."""
+        request = self.pair_request(query)
+        if not query.reference:
+            return QueryShape(len(request.frames))
+        block = request.query.split(prompts.TRAJECTORY_BEGINNING)[0]
+        return QueryShape(len(request.frames), len(request.frames) - 3, block)
 
     def done_request(self, query: DoneQuery) -> _Request:
         """Prompt text and frames of one done query (ValueError on bad inputs)."""

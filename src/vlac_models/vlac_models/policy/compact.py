@@ -30,7 +30,9 @@ values beyond a range are represented by its edge bin.
 A model directory holds ``config.json`` (architecture, bins, control period, normalisation,
 ``weights_sha256``, training data and metrics), ``policy.safetensors`` (never pickle) and
 ``model_card.md``; ``export_onnx`` adds ``policy.onnx`` (one graph: frames, state and task
-embedding in, logits and value out), checked against torch.
+embedding in, logits and value out), checked against torch. ``load_compact_policy(...,
+runtime='onnx')`` serves ``act`` through ONNX Runtime (``OnnxCompactPolicy``) from a graph
+exported from the loaded weights, again after each ``load_weights`` (hot swap).
 """
 
 from __future__ import annotations
@@ -46,7 +48,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from vlac_models.encoders import EncoderSpec, FilmLinear, FrameEncoder, export_graph_onnx
+from vlac_models.encoders import (
+    EncoderSpec,
+    FilmLinear,
+    FrameEncoder,
+    export_graph_onnx,
+    onnx_providers,
+    onnx_session,
+)
 from vlac_models.files import atomic_write_bytes, sha256_bytes
 from vlac_models.frames import prepare_frames
 from vlac_models.policy.base import (
@@ -64,6 +73,9 @@ CONFIG_FILE = 'config.json'
 CARD_FILE = 'model_card.md'
 ONNX_FILE = 'policy.onnx'
 ONNX_TOLERANCE = 1e-4
+RUNTIMES = ('torch', 'onnx')
+_TEMPLATES: dict[str, bytes] = {}
+"""Graphs exported in this process, per architecture (``OnnxCompactPolicy``'s templates)."""
 STATE_FEATURES = 10
 """Normalised x y z, sin and cos of roll pitch yaw, gripper opening."""
 SUBGOAL_SCALE = 0.1
@@ -389,11 +401,7 @@ class CompactPolicy:
         PolicyError when the network output is not finite.
         """
         started = time.perf_counter()
-        frames, states, task = self._inputs([observation])
-        with torch.inference_mode():
-            logits, value = self.net(frames, states, task)
-        logits = logits[0].float().cpu().numpy().astype(np.float64)
-        value = float(value[0])
+        logits, value = self._forward(observation)
         if not (np.all(np.isfinite(logits)) and np.isfinite(value)):
             raise PolicyError(f'{self.model_id}: non-finite network output')
         tokens = np.empty(ACTION_DIM, np.int64)
@@ -413,6 +421,13 @@ class CompactPolicy:
         return PolicyOutput(self.action_from_tokens(tokens), tokens, log_prob, value,
                             extras={'latency_ms': 1000.0 * (time.perf_counter() - started),
                                     'model_id': self.model_id})
+
+    def _forward(self, observation: PolicyObservation) -> tuple[np.ndarray, float]:
+        """Logits (sum(bins),) float64 and value of one observation, without gradients."""
+        frames, states, task = self._inputs([observation])
+        with torch.inference_mode():
+            logits, value = self.net(frames, states, task)
+        return logits[0].float().cpu().numpy().astype(np.float64), float(value[0])
 
     def evaluate(self, observations: Sequence[PolicyObservation],
                  tokens: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -477,6 +492,101 @@ class CompactPolicy:
         self.net.eval()
 
 
+class OnnxCompactPolicy(CompactPolicy):
+    """The compact policy with ``act`` served by ONNX Runtime (CPU, or CUDA when available).
+
+    The served graph always holds exactly the weights this object loaded: its parameters are
+    written into a template graph (``graph``, e.g. the model directory's ``policy.onnx`` from
+    ``export_policy_onnx``, or else one exported once per architecture and process, which
+    takes seconds), and the session is checked against torch on random inputs before it
+    serves. ``load_weights`` (a hot swap) runs the same checks as torch's (sha256,
+    safetensors only, architecture, finite values) and then re-serves in well under a
+    second; on any failure the previous weights and session stay. ``evaluate`` and training
+    use torch. ``act`` draws its samples as the torch policy does (same seed, same tokens up
+    to ``ONNX_TOLERANCE`` in the logits).
+    """
+
+    runtime = 'onnx'
+
+    def __init__(self, net: CompactPolicyNet, device: str = 'cpu', seed: int | None = None,
+                 text: SentenceEncoder | None = None, model_id: str = 'compact',
+                 threads: int = 1, providers: Sequence[Any] | None = None,
+                 graph: os.PathLike | None = None) -> None:
+        super().__init__(net, 'cpu', seed, text, model_id)  # torch exports and trains only
+        self.providers = onnx_providers('auto' if device.startswith('cuda') else 'cpu',
+                                        providers, 'the policy')
+        self.threads = threads
+        self._template: bytes | None = None
+        self._session = None
+        self.graph_source = ''
+        """Where the template graph came from (a file, or 'exported at load')."""
+        if graph is not None and pathlib.Path(graph).is_file():
+            self._template = pathlib.Path(graph).read_bytes()
+            self.graph_source = str(graph)
+
+    def _export_template(self) -> None:
+        import tempfile
+
+        key = json.dumps(self.config.to_dict(), sort_keys=True)
+        template = _TEMPLATES.get(key)
+        if template is None:  # the graph depends on the architecture only, not the weights
+            with tempfile.TemporaryDirectory(prefix='vlac_policy_onnx_') as folder:
+                template = _TEMPLATES[key] = export_onnx(self, folder).read_bytes()
+        self._template = template
+        self.graph_source = 'exported in this process'
+
+    def serve(self) -> None:
+        """Serve the current torch weights (PolicyError, old session kept, if impossible)."""
+        import onnx
+        from onnx import numpy_helper
+
+        if self._template is None:
+            self._export_template()
+        state = {f'net.{k}': v.detach().cpu().numpy() for k, v in self.net.state_dict().items()}
+        try:
+            model = onnx.load_from_string(self._template)
+            written = 0
+            for init in model.graph.initializer:
+                array = state.get(init.name)
+                if array is None:
+                    continue
+                if tuple(init.dims) != array.shape:
+                    raise ValueError(f'graph tensor {init.name} is {tuple(init.dims)}, the '
+                                     f'weights {array.shape}')
+                init.CopyFrom(numpy_helper.from_array(array.astype(np.float32), init.name))
+                written += 1
+            if not written:
+                raise ValueError('the graph names none of the weights (exported optimised?)')
+            session = onnx_session(model.SerializeToString(), self.providers, self.threads)
+            error = _served_error(self, session)
+        except Exception as err:  # onnx and onnxruntime raise their own types
+            raise PolicyError(f'{self.model_id}: cannot serve through ONNX Runtime from '
+                              f'{self.graph_source}: {err}') from err
+        if not error <= ONNX_TOLERANCE:
+            raise PolicyError(f'{self.model_id}: the graph from {self.graph_source} differs '
+                              f'from torch by {error:g} (> {ONNX_TOLERANCE})')
+        self._session = session
+
+    def load_weights(self, path: str | os.PathLike, sha256: str | None = None) -> None:
+        """``CompactPolicy.load_weights``, then ``serve`` the new weights."""
+        previous = {k: v.clone() for k, v in self.net.state_dict().items()}
+        super().load_weights(path, sha256)
+        try:
+            self.serve()
+        except PolicyError:
+            self.net.load_state_dict(previous)
+            raise
+
+    def _forward(self, observation: PolicyObservation) -> tuple[np.ndarray, float]:
+        if self._session is None:
+            raise PolicyError(f'{self.model_id}: no weights served yet (load_weights first)')
+        frames = self._frames(observation)[None]
+        state = self._state(observation)[None]
+        task = self.task_embedding(observation.task).cpu().numpy()[None].astype(np.float32)
+        out = self._session.run(None, {'frames': frames, 'state': state, 'task': task})[0][0]
+        return out[:-1].astype(np.float64), float(out[-1])
+
+
 # -- model directories -------------------------------------------------------------------------
 def save_model_dir(policy: CompactPolicy, out_dir: str | os.PathLike, card: str = '',
                    extra: dict[str, Any] | None = None) -> pathlib.Path:
@@ -516,14 +626,19 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def load_compact_policy(path: str | os.PathLike, device: str = 'cpu', seed: int | None = None,
+                        runtime: str = 'torch', threads: int = 1,
                         **options: Any) -> CompactPolicy:
     """Load a model directory (nothing is downloaded); PolicyError if anything is wrong.
 
     The weights must match config.json's ``weights_sha256``. ``device`` is 'cpu', 'cuda' or
-    'cuda:N'; ``seed`` seeds the sampling. Unknown ``options`` raise PolicyError.
+    'cuda:N'; ``seed`` seeds the sampling. ``runtime`` 'torch' acts with torch; 'onnx' serves
+    ``act`` through ONNX Runtime (``OnnxCompactPolicy``, ``threads`` intra-op threads; training
+    calls still use torch). Unknown ``options`` raise PolicyError.
     """
     if options:
         raise PolicyError(f'the compact policy takes no options {sorted(options)}')
+    if runtime not in RUNTIMES:
+        raise PolicyError(f'runtime must be one of {RUNTIMES}, got {runtime!r}')
     if device != 'cpu' and not device.startswith('cuda'):
         raise PolicyError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}")
     if device.startswith('cuda') and not torch.cuda.is_available():
@@ -536,11 +651,40 @@ def load_compact_policy(path: str | os.PathLike, device: str = 'cpu', seed: int 
         raise PolicyError(f'{path / CONFIG_FILE}: {err}') from err
     net = CompactPolicyNet(architecture)
     digest = config.get('weights_sha256')
-    policy = CompactPolicy(net, device, seed, model_id=f'compact:{str(digest)[:12]}')
+    model_id = f'compact:{str(digest)[:12]}'
+    if runtime == 'onnx':
+        policy = OnnxCompactPolicy(net, device, seed, model_id=model_id, threads=threads,
+                                   graph=path / ONNX_FILE)
+    else:
+        policy = CompactPolicy(net, device, seed, model_id=model_id)
     policy.load_weights(path / WEIGHTS_FILE, digest)
     policy.path = path
     policy.model_config = config
     return policy
+
+
+_ONNX_NAMES = ['frames', 'state', 'task']
+
+
+def _random_inputs(cfg: PolicyConfig, batch: int, generator: torch.Generator
+                   ) -> tuple[torch.Tensor, ...]:
+    """Frames, states near the normalisation and unit task embeddings, for graph checks."""
+    frames = torch.randint(0, 256, (batch, cfg.num_cameras, cfg.frame_size, cfg.frame_size, 3),
+                           dtype=torch.uint8, generator=generator)
+    state = torch.tensor([*cfg.position_mean, np.pi, 0.0, 0.0, 0.5]) \
+        + 0.2 * torch.randn(batch, STATE_DIM, generator=generator)
+    task = torch.nn.functional.normalize(torch.randn(batch, cfg.text_dim, generator=generator),
+                                         dim=1)
+    return frames, state.float(), task
+
+
+def _served_error(policy: CompactPolicy, session) -> float:
+    """Largest difference between ``session`` and the torch network on 5 random inputs."""
+    check = _random_inputs(policy.config, 5, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = _OnnxGraph(policy.net)(*(x.to(policy.device) for x in check)).cpu().numpy()
+    got = session.run(None, {n: x.numpy() for n, x in zip(_ONNX_NAMES, check, strict=True)})[0]
+    return float(np.abs(got - expected).max())
 
 
 def export_onnx(policy: CompactPolicy, out_dir: str | os.PathLike) -> pathlib.Path:
@@ -548,39 +692,22 @@ def export_onnx(policy: CompactPolicy, out_dir: str | os.PathLike) -> pathlib.Pa
 
     Inputs: ``frames`` (B, num_cameras, S, S, 3) uint8, ``state`` (B, 7) float32, ``task``
     (B, text_dim) float32 (the sentence embedding); output ``outputs`` (B, sum(bins) + 1):
-    the logits of every dimension's bins, then the value. Checked with onnxruntime on random
-    inputs of another batch size than the export's; RuntimeError when any output differs from
-    torch by more than ``ONNX_TOLERANCE``.
+    the logits of every dimension's bins, then the value. The graph is not optimised at
+    export (onnxruntime optimises it when it loads it), so its initializers carry the
+    parameters' names and ``OnnxCompactPolicy`` can write new weights into it. Checked with
+    onnxruntime on random inputs of another batch size than the export's; RuntimeError when
+    any output differs from torch by more than ``ONNX_TOLERANCE``.
     """
-    import onnxruntime as ort
-
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = policy.config
     graph = _OnnxGraph(policy.net).cpu().eval()
-    generator = torch.Generator().manual_seed(0)
-
-    def inputs(batch: int) -> tuple[torch.Tensor, ...]:
-        frames = torch.randint(0, 256, (batch, cfg.num_cameras, cfg.frame_size,
-                                        cfg.frame_size, 3), dtype=torch.uint8,
-                               generator=generator)
-        state = torch.tensor([*cfg.position_mean, np.pi, 0.0, 0.0, 0.5]) \
-            + 0.2 * torch.randn(batch, STATE_DIM, generator=generator)
-        task = torch.nn.functional.normalize(torch.randn(batch, cfg.text_dim,
-                                                         generator=generator), dim=1)
-        return frames, state.float(), task
-
-    names = ['frames', 'state', 'task']
+    example = _random_inputs(policy.config, 2, torch.Generator().manual_seed(0))
     try:
-        export_graph_onnx(graph, inputs(2), names, 'outputs', out / ONNX_FILE)
-        session = ort.InferenceSession(str(out / ONNX_FILE), providers=['CPUExecutionProvider'])
-        check = inputs(5)
-        with torch.no_grad():
-            expected = graph(*check).numpy()
-        got = session.run(None, {n: x.numpy() for n, x in zip(names, check, strict=True)})[0]
+        export_graph_onnx(graph, example, _ONNX_NAMES, 'outputs', out / ONNX_FILE,
+                          optimize=False)
     finally:
         policy.net.to(policy.device)
-    error = float(np.abs(got - expected).max())
+    error = _served_error(policy, onnx_session(out / ONNX_FILE, ['CPUExecutionProvider']))
     if not error <= ONNX_TOLERANCE:
         raise RuntimeError(f'{out / ONNX_FILE} differs from torch by {error:g} '
                            f'(> {ONNX_TOLERANCE})')
