@@ -10,9 +10,11 @@ setup:
 	@tools/setup_venv.sh $(VENV)
 
 ## make test: style gate, then every test (what .ci/run runs). Sets itself up first.
+## TEST_WORKERS parallel pytest workers, each taking whole test files (0: one process).
+TEST_WORKERS ?= 2
 test: setup
 	$(PY) -m ruff check .
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 ## make demo: the whole loop on the simulated arm (records demos, trains, runs episodes).
 demo: setup

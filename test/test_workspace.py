@@ -22,6 +22,8 @@ EXPECTED = {
     'hitl_teleop': 'ament_python', 'vlac_sim': 'ament_python', 'vlac_bench': 'ament_python',
 }
 
+pytestmark = pytest.mark.slow(90)  # s on 2 cores: scheduled first
+
 
 def colcon(*args: str, cwd: pathlib.Path = ROOT, timeout: float = 120) -> str:
     """Run colcon from this venv in ``cwd``; return stdout, fail with its output."""

@@ -22,6 +22,8 @@ EPISODE_S = 4.0
 TRAINER = {'learner.min_transitions': 45, 'ppo.epochs': 1, 'ppo.minibatch_size': 32,
            'rewards.max_uncovered_fraction': 0.9}
 
+pytestmark = pytest.mark.slow(90)  # s on 2 cores: scheduled first
+
 
 @pytest.fixture(scope='module')
 def models(loop_critic, tmp_path_factory) -> dict:

@@ -30,6 +30,8 @@ TRAINER = {'learner.min_transitions': 40, 'ppo.epochs': 2, 'ppo.minibatch_size':
 LAYOUT = pathlib.Path(__file__).resolve().parents[3] / 'config' / 'foxglove' / 'vlac_robot.json'
 HELP = 'window: 1.5\nmin_rise: 0.05\nmax_drop: 0.1\ngrace: 0.5\ncooldown: 2.0\n'
 
+pytestmark = pytest.mark.slow(50)  # s on 2 cores: scheduled first
+
 
 @pytest.fixture(scope='module')
 def models(loop_critic, tmp_path_factory) -> dict:

@@ -25,6 +25,8 @@ from vlac_interfaces.msg import PolicyVersion, Transition
 
 TASK = 'press_button'
 
+pytestmark = pytest.mark.slow(65)  # s on 2 cores: scheduled first
+
 
 @pytest.fixture(scope='module')
 def models(loop_critic, tmp_path_factory) -> dict:

@@ -46,6 +46,8 @@ CUT = 8.0       # s, the episode during which the link goes down (ends before it
 CUT_AFTER = 2.0  # s after that episode starts acting
 OUTAGE = 10.0   # s without a link
 
+pytestmark = pytest.mark.slow(55)  # s on 2 cores: scheduled first
+
 
 @pytest.fixture(scope='module')
 def models(loop_critic, tmp_path_factory) -> dict:

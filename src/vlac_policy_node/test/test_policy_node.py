@@ -6,6 +6,7 @@ node's real loading code. The arm configurations are the repository's config/arm
 """
 
 import pathlib
+import re
 import threading
 import time
 
@@ -43,6 +44,8 @@ JOINTS = PANDA_JOINTS
 # no joint solution near the current one exists and the joint-space adapters hold, as they
 # must. Tighter steps (15 x 1 cm, 15 x 0.02 rad at most) keep the plumbing test in reach.
 SMALL_STEPS = {'safety.max_step_translation': 0.01, 'safety.max_step_rotation': 0.02}
+
+pytestmark = pytest.mark.slow(115)  # s on 2 cores: scheduled first
 
 
 def make_policy(seed: int, poison: bool = False) -> CompactPolicy:
@@ -127,6 +130,7 @@ class FakeSensors:
         rng = np.random.default_rng(0)
         self.image = numpy_to_image(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), 'rgb8')
         self.images_on = True
+        self.images_stamped = True
         self.pose_x = 0.5
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -141,7 +145,7 @@ class FakeSensors:
             self.joints.publish(joint)
             self.pose.publish(pose)
             if self.images_on:
-                self.image.header.stamp = stamp
+                self.image.header.stamp = stamp if self.images_stamped else type(stamp)()
                 self.camera.publish(self.image)
 
     def stop(self):
@@ -205,6 +209,17 @@ def test_estop_and_stale_observations_hold_the_arm(ros_graph, policy_dir, sensor
     late = commands.since(stopped + 0.3 + period)
     assert late and not any(moving(m) for m in late)
     assert 'stale observation' in ros_graph.logs()
+    # Frames without a stamp (header.stamp 0): held, and reported as unstamped, not as
+    # decades old.
+    sensors.images_stamped, sensors.images_on = False, True
+    unstamped = time.monotonic()
+    time.sleep(1.0)
+    late = commands.since(unstamped + 0.3 + period)
+    assert late and not any(moving(m) for m in late)
+    logs = ros_graph.logs()
+    assert 'a camera image has no stamp (header.stamp is 0): holding' in logs
+    assert not any(float(age) > 1e6 for age in re.findall(r'newest image is ([0-9.]+) s old',
+                                                             logs))
 
 
 def test_a_joint_space_arm_holds_until_its_robot_description_arrives(ros_graph, policy_dir,

@@ -424,6 +424,9 @@ class PolicyNode(LifecycleNode):
             raise Hold('kinematics', 'no usable robot_description yet on '
                        f'{cfg.arm.robot_description_topic!r}: holding', 'info')
         stamp = min(image[2] for image in images)
+        if stamp <= 0.0:
+            raise Hold('unstamped', 'a camera image has no stamp (header.stamp is 0): holding; '
+                       'the camera driver must stamp its frames', 'warning')
         age = now - stamp
         if age > safety.max_observation_age:
             raise Hold('stale', f'stale observation: newest image is {age:.3f} s old '

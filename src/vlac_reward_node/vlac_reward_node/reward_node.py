@@ -92,6 +92,7 @@ class RewardNode(LifecycleNode):
         self._state_lock = threading.Lock()  # tracker state shared by camera and inference
         self.rejects = RejectLog(self.get_logger(), period=2.0)  # bad frames, counted
         self.notices = RejectLog(self.get_logger(), period=2.0)
+        self._dropped_logged = 0
         self.mailbox = FrameMailbox()
         self.tracker = ProgressTracker(0.2, 0.9, 3)
         self.scored = 0
@@ -247,6 +248,11 @@ class RewardNode(LifecycleNode):
                                 f'frame on {self.config.image_topic} rejected: {err}')
             return
         stamp = stamp_seconds(msg.header.stamp)
+        if stamp <= 0.0:
+            self.rejects.report('unstamped', f'frame on {self.config.image_topic} rejected: it '
+                                'has no stamp (header.stamp is 0); the camera driver must stamp '
+                                'its frames')
+            return
         age = self.get_clock().now().nanoseconds * 1e-9 - stamp
         if age > self.config.max_frame_age:
             self.rejects.report('stale', f'stale frame rejected: {age:.2f} s old '
@@ -321,7 +327,8 @@ class RewardNode(LifecycleNode):
             else np.zeros(1)
         dropped = self.mailbox.dropped
         level = DiagnosticStatus.WARN if dropped else DiagnosticStatus.OK
-        if dropped:
+        if dropped > self._dropped_logged:  # say it again only when the count has grown
+            self._dropped_logged = dropped
             self.notices.report('dropped', f'critic falling behind: {dropped} frames dropped so '
                                 f'far (inference p50 {np.percentile(latency, 50):.1f} ms)',
                                 'warning')

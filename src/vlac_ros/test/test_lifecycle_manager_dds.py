@@ -30,6 +30,8 @@ FQN = {'vlac_reward_node': '/robot_1/vlac_reward_node',
        'episode_runner': '/robot_1/episode_runner'}
 SHORT = {fqn: short for short, fqn in FQN.items()}
 
+pytestmark = pytest.mark.slow(55)  # s on 2 cores: scheduled first
+
 
 @pytest.fixture(scope='module')
 def models(tmp_path_factory) -> dict:

@@ -22,6 +22,8 @@ FAILING_SEEDS = range(2)
 MIN_EXPERT_SUCCESS = 0.9
 FAILING = tuple(b for b in BEHAVIOURS if b != 'expert')
 
+pytestmark = pytest.mark.slow(110)  # s on 2 cores: scheduled first
+
 
 @pytest.fixture(scope='module')
 def sim():

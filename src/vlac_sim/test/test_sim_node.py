@@ -26,6 +26,8 @@ TRAJECTORY = 'joint_trajectory_controller/joint_trajectory'
 POSITION = 'forward_position_controller/commands'
 GRIPPER = 'gripper_controller/commands'
 
+pytestmark = pytest.mark.slow(45)  # s on 2 cores: scheduled first
+
 
 class Arm:
     """Test-side view of the simulated arm: its state topics and command publishers."""

@@ -1,5 +1,7 @@
 """pytest plugin (vlac_testing's ``pytest11`` entry point): the ``ros_graph`` fixture.
 
+It also orders the collection by the ``slow(seconds)`` module marker, slowest first.
+
 At start-up it points this process's DDS at the loopback-only profile, before any test can
 create a participant, so no test run multicasts on the LAN. Each test that asks for
 ``ros_graph`` gets a private domain; on failure the children's logs are printed.
@@ -14,8 +16,26 @@ from vlac_testing.ros_graph import RosGraph
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Restrict this process's DDS to loopback before any test runs."""
+    """Restrict this process's DDS to loopback before any test runs; register ``slow``."""
     apply_loopback_env()
+    config.addinivalue_line(
+        'markers', 'slow(seconds): a module that takes about that long on 2 cores; the '
+        'slowest modules run first, so parallel workers (make test: -n 2 --dist loadfile) do '
+        'not finish on one of them')
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                  items: list[pytest.Item]) -> None:
+    """Order modules by their ``slow`` seconds, slowest first.
+
+    A stable sort: every module's tests stay together and in file order; unmarked modules
+    keep the collection order.
+    """
+    def seconds(item: pytest.Item) -> float:
+        marker = item.get_closest_marker('slow')
+        return float(marker.args[0]) if marker and marker.args else 0.0
+
+    items[:] = sorted(items, key=lambda item: -seconds(item))
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)

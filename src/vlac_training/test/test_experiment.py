@@ -25,6 +25,8 @@ from vlac_training.experiment_report import main as report_main
 REPO = pathlib.Path(__file__).resolve().parents[3]
 TINY = REPO / 'config' / 'experiments' / 'tiny.yaml'
 
+pytestmark = pytest.mark.slow(100)  # s on 2 cores: scheduled first
+
 
 def test_every_shipped_experiment_file_is_valid():
     files = sorted((REPO / 'config' / 'experiments').glob('*.yaml'))

@@ -17,6 +17,8 @@ REDUCED = SanityConfig(iterations=6, episodes=6, eval_episodes=8, seed=0)
 MARGIN = 0.2
 """Required rise of the greedy mean return (progress units, 0..1 per episode)."""
 
+pytestmark = pytest.mark.slow(80)  # s on 2 cores: scheduled first
+
 
 @pytest.fixture(autouse=True)
 def _one_thread():
