@@ -22,7 +22,7 @@ EXPECTED = {
     'hitl_teleop': 'ament_python', 'vlac_sim': 'ament_python', 'vlac_bench': 'ament_python',
 }
 
-pytestmark = pytest.mark.slow(90)  # s on 2 cores: scheduled first
+pytestmark = pytest.mark.slow(20)  # s on 2 cores: scheduled first
 
 
 def colcon(*args: str, cwd: pathlib.Path = ROOT, timeout: float = 120) -> str:
@@ -103,6 +103,7 @@ def test_ament_index_finds_every_package_in_the_venv():
     assert (bringup / 'config').is_dir() and (bringup / 'launch').is_dir()
 
 
+@pytest.mark.long  # 1.5 min on 2 cores (the rosidl build): VLAC_LONG_TESTS=1
 def test_colcon_build_of_the_whole_workspace(tmp_path):
     """`colcon build` succeeds and its install space works as `source install/setup.bash`."""
     build, install = tmp_path / 'build', tmp_path / 'install'

@@ -17,8 +17,8 @@ from vlac_sim.experts import (
 from vlac_sim.scene import MAX_GRIPPER_WIDTH, OBJECTS, PandaScene
 from vlac_sim.tasks import TASKS
 
-EXPERT_SEEDS = range(10)
-FAILING_SEEDS = range(2)
+EXPERT_SEEDS = range(6)
+FAILING_SEEDS = range(1)
 MIN_EXPERT_SUCCESS = 0.9
 FAILING = tuple(b for b in BEHAVIOURS if b != 'expert')
 

@@ -1,6 +1,7 @@
 """pytest plugin (vlac_testing's ``pytest11`` entry point): the ``ros_graph`` fixture.
 
-It also orders the collection by the ``slow(seconds)`` module marker, slowest first.
+It also orders the collection by the ``slow(seconds)`` module marker, slowest first, and
+skips tests marked ``long`` unless ``VLAC_LONG_TESTS=1``.
 
 At start-up it points this process's DDS at the loopback-only profile, before any test can
 create a participant, so no test run multicasts on the LAN. Each test that asks for
@@ -9,15 +10,22 @@ create a participant, so no test run multicasts on the LAN. Each test that asks 
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from vlac_ros.dds import apply_loopback_env
 
 from vlac_testing.ros_graph import RosGraph
 
+LONG_TESTS_ENV = 'VLAC_LONG_TESTS'
+"""Set to 1 to run the tests marked ``long`` (skipped by default, so CI stays in budget)."""
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """Restrict this process's DDS to loopback before any test runs; register ``slow``."""
     apply_loopback_env()
+    config.addinivalue_line(
+        'markers', f'long: minutes on 2 cores; runs only with {LONG_TESTS_ENV}=1 (not in CI)')
     config.addinivalue_line(
         'markers', 'slow(seconds): a module that takes about that long on 2 cores; the '
         'slowest modules run first, so parallel workers (make test: -n 2 --dist loadfile) do '
@@ -36,6 +44,12 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         return float(marker.args[0]) if marker and marker.args else 0.0
 
     items[:] = sorted(items, key=lambda item: -seconds(item))
+    if os.environ.get(LONG_TESTS_ENV) != '1':
+        skip = pytest.mark.skip(reason=f'a long test (minutes on 2 cores): {LONG_TESTS_ENV}=1 '
+                                'runs it')
+        for item in items:
+            if item.get_closest_marker('long'):
+                item.add_marker(skip)
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
