@@ -358,21 +358,22 @@ class RosGraph:
             parts.append(f'----- {p.name} ({status}): {" ".join(p.argv)}\n{p.output()}')
         return '\n'.join(parts)
 
-    def close(self) -> list[str]:
+    def close(self, sigint_timeout: float = 5.0, sigterm_timeout: float = 3.0) -> list[str]:
         """Stop every child and the in-process side; return names of children that survived.
 
-        Every running child gets SIGINT at once and 5 s in all to exit (shutting down one
-        after the other cost 10-15 s for a fleet of nodes); then each is stopped as
-        ``NodeProcess.stop`` does (SIGTERM, then SIGKILL of its group).
+        Every running child gets SIGINT at once and ``sigint_timeout`` s in all to exit
+        (shutting down one after the other cost 10-15 s for a fleet of nodes); then each is
+        stopped as ``NodeProcess.stop`` does (SIGTERM, ``sigterm_timeout``, then SIGKILL of
+        its group).
         """
         running = [p for p in reversed(self.processes) if p.popen.poll() is None]
         for p in running:
             p.signal(signal.SIGINT)
-        deadline = time.monotonic() + 5.0
+        deadline = time.monotonic() + sigint_timeout
         for p in running:
             p.wait(max(0.0, deadline - time.monotonic()))
         for p in reversed(self.processes):
-            p.stop(sigint_timeout=0.0)
+            p.stop(sigint_timeout=0.0, sigterm_timeout=sigterm_timeout)
         survivors = [p.name for p in self.processes if p.group_alive()]
         if self._context is not None:
             import rclpy
