@@ -45,16 +45,13 @@ class Arm:
         self.arm = self.params['arm']
         self.ns = 'dry_' + name
         self.remappings = {}
-        for topic in self.topics(*self.params['image_topics'],
-                                 self.params.get('joint_state_topic', 'joint_states'),
-                                 self.params.get('ee_pose_topic', ''),
-                                 self.arm.get('robot_description_topic', 'robot_description'),
-                                 self.arm['command_topic'], self.arm.get('gripper_topic', '')):
-            if topic.startswith('/'):
+        for topic in (*self.params['image_topics'],
+                      self.params.get('joint_state_topic', 'joint_states'),
+                      self.params.get('ee_pose_topic', ''),
+                      self.arm.get('robot_description_topic', 'robot_description'),
+                      self.arm['command_topic'], self.arm.get('gripper_topic', '')):
+            if topic.startswith('/'):  # absolute: into this node's namespace
                 self.remappings[topic] = f'/{self.ns}{topic}'
-
-    def topics(self, *names: str) -> list[str]:
-        return [n for n in names if n]
 
     def resolved(self, topic: str) -> str:
         return self.remappings.get(topic, topic if topic.startswith('/') else
@@ -62,21 +59,19 @@ class Arm:
 
     def joint_state_and_pose(self):
         joint, pose = still_panda(self.arm['base_frame'])
-        names = list(self.arm.get('joint_names', [])) + \
-            list(self.arm.get('gripper_joint_names', []))
-        if names and names != PANDA_JOINTS:
-            joint.name = names
-            joint.position = [0.0] * (len(names) - 2) + [0.04, 0.04] \
-                if self.arm.get('gripper_joint_names') else [0.0] * len(names)
+        arm_joints = list(self.arm.get('joint_names', []))
+        fingers = list(self.arm.get('gripper_joint_names', []))
+        if arm_joints and arm_joints + fingers != PANDA_JOINTS:  # a UR, an FR3
+            joint.name = arm_joints + fingers
+            joint.position = [0.0] * len(arm_joints) + [0.04] * len(fingers)
         return joint, pose
 
     def description(self) -> str:
         joints = list(self.arm.get('joint_names', []))
-        if joints and joints[0] == 'panda_joint1' and self.arm['tip_link'] in \
-                PANDA_URDF.read_text():
-            return PANDA_URDF.read_text()
-        if not joints:  # a Cartesian adapter: a description is not used
-            return PANDA_URDF.read_text()
+        panda = PANDA_URDF.read_text()
+        # Cartesian adapters do not use it; the simulated Panda's tip is in its own URDF.
+        if not joints or (joints[0] == 'panda_joint1' and self.arm['tip_link'] in panda):
+            return panda
         return chain_urdf(self.arm['base_frame'], joints, self.arm['tip_link'])
 
 

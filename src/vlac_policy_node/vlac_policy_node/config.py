@@ -119,8 +119,9 @@ class PolicyNodeConfig:
     device: str = field(default='cpu', metadata=doc("'cpu' or 'cuda'"))
     runtime: str = field(default='torch', metadata=doc(
         "compact backend: 'torch', or 'onnx' to act through ONNX Runtime (CUDA provider when "
-        "device is 'cuda'); the graph is exported from the loaded weights at configure and "
-        'after each hot swap (benchmark_policy compares the two)'))
+        "device is 'cuda'); the loaded weights are written into a graph template (the "
+        "model directory's policy.onnx, else one exported at configure) at configure and at "
+        'each hot swap (benchmark_policy compares the two)'))
     trust_remote_code: bool = field(default=False, metadata=doc(
         'vlac backend only: allow the checkpoint to run its own code (explicit opt-in)'))
     inference_threads: int = field(default=1, metadata=doc(

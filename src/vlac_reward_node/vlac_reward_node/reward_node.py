@@ -96,9 +96,9 @@ class RewardNode(LifecycleNode):
         self.mailbox = FrameMailbox()
         self.tracker = ProgressTracker(0.2, 0.9, 3)
         self.scored = 0
-        self.in_context_pairs = 0  # scored pairs whose query carried the reference
-        self.images_per_pair = 0
+        self.in_context_pairs = 0  # published rewards whose query carried the reference
         self._described: Frame | None = None  # first frame of the episode last described
+        self._shape = None  # QueryShape of that episode's pairs (reference given only)
         self._latency: deque[float] = deque(maxlen=300)  # model call, s
         self._node_latency: deque[float] = deque(maxlen=300)  # frame arrival to reward, s
         self._subscriptions_live: list = []
@@ -276,12 +276,10 @@ class RewardNode(LifecycleNode):
                 return
             delta, done_p = score_frame(self.critic, task, anchor, frame, first,
                                         self.reference)
-            shape = self.critic.pair_shape(pair_query(task, anchor, frame, first,
-                                                      self.reference)) \
-                if self.reference else None
+            if self.reference and first is not None and first is not self._described:
+                self._describe(self.critic.pair_shape(pair_query(task, anchor, frame, first,
+                                                                 self.reference)), first)
         latency = time.perf_counter() - started
-        if shape is not None:
-            self._count_in_context(shape, first)
         with self._state_lock:
             if self.tracker.anchor is not anchor:  # episode reset while scoring
                 return
@@ -292,19 +290,18 @@ class RewardNode(LifecycleNode):
                                 ' no reward published for it')
             return
         self.scored += 1
+        if self._shape is not None and self._shape.reference_frames:
+            self.in_context_pairs += 1
         self._latency.append(latency)
         self.progress_pub.publish(self._progress_msg(task, score, latency))
         self._node_latency.append(time.time() - frame.arrival)
         if self.config.debug_image and self.debug_pub.get_subscription_count() > 0:
             self.debug_pub.publish(self._debug_image(score))
 
-    def _count_in_context(self, shape, first: Frame | None) -> None:
-        """Count an in-context pair; say once per episode what the query holds."""
-        self.in_context_pairs += shape.reference_frames > 0
-        self.images_per_pair = shape.images
-        if first is not None and first is not self._described:
-            self._described = first
-            self.get_logger().info(
+    def _describe(self, shape, first: Frame) -> None:
+        """Say once per episode what each pair's query holds (the shape is the episode's)."""
+        self._described, self._shape = first, shape
+        self.get_logger().info(
                 f'in-context scoring: {shape.images} images per pair ({shape.reference_frames} '
                 f"reference frames, the episode's first frame, the pair); reference block: "
                 f'{shape.reference_block!r}')
@@ -339,7 +336,7 @@ class RewardNode(LifecycleNode):
                   'node_latency_p99_ms': f'{np.percentile(node_latency, 99):.2f}',
                   'value': f'{self.tracker.value:.3f}', 'done': self.tracker.done,
                   'in_context_pairs': self.in_context_pairs,
-                  'images_per_pair': self.images_per_pair}
+                  'images_per_pair': self._shape.images if self._shape else 0}
         status = DiagnosticStatus(level=level, name=f'{self.get_fully_qualified_name()}: critic',
                                   message='frames dropped' if dropped else 'ok',
                                   hardware_id=self.critic.model_id if self.critic else '',

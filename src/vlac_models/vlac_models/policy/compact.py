@@ -519,7 +519,7 @@ class OnnxCompactPolicy(CompactPolicy):
         self._template: bytes | None = None
         self._session = None
         self.graph_source = ''
-        """Where the template graph came from (a file, or 'exported at load')."""
+        """Where the template graph came from (a file, or 'exported in this process')."""
         if graph is not None and pathlib.Path(graph).is_file():
             self._template = pathlib.Path(graph).read_bytes()
             self.graph_source = str(graph)
